@@ -1,0 +1,86 @@
+# hcmd — one GNU Makefile for the agent (hcmd), the relay (hcrelay) and tests.
+#
+#   make                 build build/hcmd and build/hcrelay
+#   make DEV=1           the same with -Werror (CI and `make test` use it)
+#   make asan            ASan+UBSan build in build/asan/
+#   make test            deps check, warning-free build, every test, then the
+#                        whole suite again under ASan+UBSan
+#   make unit            cmocka unit tests only
+#   make demo            start hcrelay on localhost and prove a round trip
+#   make lint            clang-format --dry-run over our C files
+#   make clean
+
+CC      ?= cc
+BUILD   ?= build
+PREFIX  ?= /usr/local
+DESTDIR ?=
+
+WARN = -Wall -Wextra -Wshadow -Wstrict-prototypes -Wmissing-prototypes \
+       -Wpointer-arith -Wformat=2 -Wwrite-strings -Wno-unused-parameter
+CFLAGS  ?= -O2 -g
+CFLAGS  += -std=c99 -D_GNU_SOURCE -Iinclude $(WARN) $(EXTRA_CFLAGS)
+ifeq ($(DEV),1)
+CFLAGS  += -Werror
+endif
+LDLIBS  = -luv -lmbedtls -lmbedx509 -lmbedcrypto -lwslay -linih -ljansson
+TESTLIBS = -lcmocka
+
+LIB_SRC  := $(filter-out src/hcmd.c src/hcrelay.c,$(wildcard src/*.c))
+LIB_OBJ  := $(patsubst src/%.c,$(BUILD)/obj/%.o,$(LIB_SRC))
+UNIT_SRC := $(wildcard test/unit/test_*.c)
+UNIT_BIN := $(patsubst test/unit/%.c,$(BUILD)/test/%,$(UNIT_SRC))
+HEADERS  := $(wildcard include/*.h src/*.h)
+
+.PHONY: all asan test unit demo lint clean install deps
+all: $(BUILD)/hcmd $(BUILD)/hcrelay
+
+$(BUILD)/obj/%.o: src/%.c $(HEADERS) | $(BUILD)/obj
+	$(CC) $(CFLAGS) -c -o $@ $<
+
+$(BUILD)/libhc.a: $(LIB_OBJ)
+	rm -f $@ && ar rcs $@ $^
+
+$(BUILD)/hcmd: $(BUILD)/obj/hcmd.o $(BUILD)/libhc.a
+	$(CC) $(CFLAGS) -o $@ $^ $(LDFLAGS) $(LDLIBS)
+
+$(BUILD)/hcrelay: $(BUILD)/obj/hcrelay.o $(BUILD)/libhc.a
+	$(CC) $(CFLAGS) -o $@ $^ $(LDFLAGS) $(LDLIBS)
+
+$(BUILD)/test/%: test/unit/%.c $(BUILD)/libhc.a $(HEADERS) | $(BUILD)/test
+	$(CC) $(CFLAGS) -o $@ $< $(BUILD)/libhc.a $(LDFLAGS) $(LDLIBS) $(TESTLIBS)
+
+$(BUILD)/obj $(BUILD)/test:
+	mkdir -p $@
+
+unit-bin: $(UNIT_BIN)
+
+# The sanitizer build lives in its own tree so both can coexist.
+asan:
+	$(MAKE) BUILD=build/asan DEV=$(DEV) \
+	    EXTRA_CFLAGS="-fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=undefined" \
+	    LDFLAGS="-fsanitize=address,undefined" all unit-bin
+
+unit: all unit-bin
+	test/run.sh --unit-only $(BUILD)
+
+test:
+	$(MAKE) DEV=1 all unit-bin
+	$(MAKE) DEV=1 asan
+	test/run.sh build build/asan
+
+demo: all
+	scripts/demo.sh $(BUILD)
+
+lint:
+	clang-format --dry-run --Werror src/*.c src/*.h include/*.h test/unit/*.c
+
+install: all
+	install -d $(DESTDIR)$(PREFIX)/bin $(DESTDIR)$(PREFIX)/share/man/man5 \
+	    $(DESTDIR)$(PREFIX)/share/man/man8 $(DESTDIR)$(PREFIX)/share/hcmd
+	install -m 0755 $(BUILD)/hcmd $(BUILD)/hcrelay $(DESTDIR)$(PREFIX)/bin/
+	install -m 0644 conf/*.ini $(DESTDIR)$(PREFIX)/share/hcmd/
+	for m in man/*.5; do [ -e "$$m" ] && install -m 0644 $$m $(DESTDIR)$(PREFIX)/share/man/man5/ || true; done
+	for m in man/*.8; do [ -e "$$m" ] && install -m 0644 $$m $(DESTDIR)$(PREFIX)/share/man/man8/ || true; done
+
+clean:
+	rm -rf build
