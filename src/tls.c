@@ -1,0 +1,336 @@
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <mbedtls/ctr_drbg.h>
+#include <mbedtls/entropy.h>
+#include <mbedtls/error.h>
+#include <mbedtls/pk.h>
+#include <mbedtls/ssl.h>
+#include <mbedtls/x509_crt.h>
+#include <uv.h>
+
+#include "hc_err.h"
+#include "hc_mem.h"
+#include "hc_tls.h"
+
+#define SYSTEM_CA_FILE "/etc/ssl/certs/ca-certificates.crt"
+
+struct hc_tls_conf {
+    mbedtls_ssl_config conf;
+    mbedtls_entropy_context entropy;
+    mbedtls_ctr_drbg_context drbg;
+    mbedtls_x509_crt cert; /* server: own chain; client: trusted CAs */
+    mbedtls_pk_context key;
+};
+
+/* AEAD only, ChaCha20-Poly1305 first: it is the faster one here. */
+static const int suites[] = {
+    MBEDTLS_TLS_ECDHE_ECDSA_WITH_CHACHA20_POLY1305_SHA256,
+    MBEDTLS_TLS_ECDHE_RSA_WITH_CHACHA20_POLY1305_SHA256,
+    MBEDTLS_TLS_ECDHE_ECDSA_WITH_AES_128_GCM_SHA256,
+    MBEDTLS_TLS_ECDHE_RSA_WITH_AES_128_GCM_SHA256,
+    MBEDTLS_TLS_ECDHE_ECDSA_WITH_AES_256_GCM_SHA384,
+    MBEDTLS_TLS_ECDHE_RSA_WITH_AES_256_GCM_SHA384,
+    0};
+
+/* P-256 first: the library default starts with P-521, twice the cost. */
+static const mbedtls_ecp_group_id curves[] = {
+    MBEDTLS_ECP_DP_SECP256R1, MBEDTLS_ECP_DP_CURVE25519,
+    MBEDTLS_ECP_DP_SECP384R1, MBEDTLS_ECP_DP_NONE};
+
+static void tls_err(char *err, size_t errlen, const char *what, int rc)
+{
+    char buf[160];
+    if (err == NULL || errlen == 0)
+        return;
+    mbedtls_strerror(rc, buf, sizeof(buf));
+    snprintf(err, errlen, "%s: %s", what, buf);
+}
+
+static struct hc_tls_conf *conf_new(int endpoint, char *err, size_t errlen)
+{
+    static const char pers[] = "hcmd";
+    struct hc_tls_conf *c = hc_xcalloc(1, sizeof(*c));
+    int rc;
+
+    mbedtls_ssl_config_init(&c->conf);
+    mbedtls_entropy_init(&c->entropy);
+    mbedtls_ctr_drbg_init(&c->drbg);
+    mbedtls_x509_crt_init(&c->cert);
+    mbedtls_pk_init(&c->key);
+    rc = mbedtls_ctr_drbg_seed(&c->drbg, mbedtls_entropy_func, &c->entropy,
+                               (const unsigned char *)pers, sizeof(pers) - 1);
+    if (rc != 0) {
+        tls_err(err, errlen, "random generator", rc);
+        goto fail;
+    }
+    rc = mbedtls_ssl_config_defaults(&c->conf, endpoint,
+                                     MBEDTLS_SSL_TRANSPORT_STREAM,
+                                     MBEDTLS_SSL_PRESET_DEFAULT);
+    if (rc != 0) {
+        tls_err(err, errlen, "TLS defaults", rc);
+        goto fail;
+    }
+    mbedtls_ssl_conf_rng(&c->conf, mbedtls_ctr_drbg_random, &c->drbg);
+    mbedtls_ssl_conf_min_version(&c->conf, MBEDTLS_SSL_MAJOR_VERSION_3,
+                                 MBEDTLS_SSL_MINOR_VERSION_3);
+    mbedtls_ssl_conf_ciphersuites(&c->conf, suites);
+    mbedtls_ssl_conf_curves(&c->conf, curves);
+    return c;
+fail:
+    hc_tls_conf_free(c);
+    return NULL;
+}
+
+int hc_tls_conf_server(struct hc_tls_conf **out, const char *cert_file,
+                       const char *key_file, char *err, size_t errlen)
+{
+    struct hc_tls_conf *c = conf_new(MBEDTLS_SSL_IS_SERVER, err, errlen);
+    int rc;
+
+    if (c == NULL)
+        return HC_ETLS;
+    rc = mbedtls_x509_crt_parse_file(&c->cert, cert_file);
+    if (rc != 0) {
+        tls_err(err, errlen, cert_file, rc);
+        goto fail;
+    }
+    rc = mbedtls_pk_parse_keyfile(&c->key, key_file, NULL);
+    if (rc != 0) {
+        tls_err(err, errlen, key_file, rc);
+        goto fail;
+    }
+    rc = mbedtls_ssl_conf_own_cert(&c->conf, &c->cert, &c->key);
+    if (rc != 0) {
+        tls_err(err, errlen, "certificate and key", rc);
+        goto fail;
+    }
+    *out = c;
+    return 0;
+fail:
+    hc_tls_conf_free(c);
+    return HC_ETLS;
+}
+
+int hc_tls_conf_client(struct hc_tls_conf **out, const char *ca_file,
+                       int verify, char *err, size_t errlen)
+{
+    struct hc_tls_conf *c = conf_new(MBEDTLS_SSL_IS_CLIENT, err, errlen);
+    int rc;
+
+    if (c == NULL)
+        return HC_ETLS;
+    if (verify) {
+        const char *file = ca_file ? ca_file : SYSTEM_CA_FILE;
+        rc = mbedtls_x509_crt_parse_file(&c->cert, file);
+        /* A store with a few unparsable entries still has the rest. */
+        if (rc < 0 || (rc > 0 && c->cert.version == 0)) {
+            tls_err(err, errlen, file, rc < 0 ? rc : -1);
+            goto fail;
+        }
+        mbedtls_ssl_conf_ca_chain(&c->conf, &c->cert, NULL);
+        mbedtls_ssl_conf_authmode(&c->conf, MBEDTLS_SSL_VERIFY_REQUIRED);
+    } else {
+        mbedtls_ssl_conf_authmode(&c->conf, MBEDTLS_SSL_VERIFY_NONE);
+    }
+    *out = c;
+    return 0;
+fail:
+    hc_tls_conf_free(c);
+    return HC_ETLS;
+}
+
+void hc_tls_conf_free(struct hc_tls_conf *c)
+{
+    if (c == NULL)
+        return;
+    mbedtls_ssl_config_free(&c->conf);
+    mbedtls_ctr_drbg_free(&c->drbg);
+    mbedtls_entropy_free(&c->entropy);
+    mbedtls_x509_crt_free(&c->cert);
+    mbedtls_pk_free(&c->key);
+    hc_free(c);
+}
+
+static int bio_send(void *ctx, const unsigned char *buf, size_t len)
+{
+    struct hc_tls *t = ctx;
+
+    if (t->out_len + len > t->out_cap) {
+        size_t cap = t->out_cap ? t->out_cap : 16 * 1024 + 64;
+        uint8_t *p;
+        while (cap < t->out_len + len)
+            cap *= 2;
+        p = hc_realloc(t->out, cap);
+        if (p == NULL)
+            return MBEDTLS_ERR_SSL_ALLOC_FAILED;
+        t->out = p;
+        t->out_cap = cap;
+    }
+    memcpy(t->out + t->out_len, buf, len);
+    t->out_len += len;
+    return (int)len;
+}
+
+static int bio_recv(void *ctx, unsigned char *buf, size_t len)
+{
+    struct hc_tls *t = ctx;
+
+    if (t->in_len == 0)
+        return MBEDTLS_ERR_SSL_WANT_READ;
+    if (len > t->in_len)
+        len = t->in_len;
+    memcpy(buf, t->in, len);
+    t->in += len;
+    t->in_len -= len;
+    return (int)len;
+}
+
+int hc_tls_init(struct hc_tls *t, struct hc_tls_conf *conf,
+                const char *hostname)
+{
+    memset(t, 0, sizeof(*t));
+    mbedtls_ssl_init(&t->ssl);
+    if (mbedtls_ssl_setup(&t->ssl, &conf->conf) != 0)
+        goto fail;
+    if (hostname != NULL && mbedtls_ssl_set_hostname(&t->ssl, hostname) != 0)
+        goto fail;
+    mbedtls_ssl_set_bio(&t->ssl, t, bio_send, bio_recv, NULL);
+    return 0;
+fail:
+    mbedtls_ssl_free(&t->ssl);
+    return HC_ETLS;
+}
+
+void hc_tls_free(struct hc_tls *t)
+{
+    mbedtls_ssl_free(&t->ssl);
+    hc_free(t->in_own);
+    hc_free(t->out);
+    t->in_own = t->out = NULL;
+    t->in = NULL;
+    t->in_len = t->out_len = t->out_cap = 0;
+}
+
+int hc_tls_feed(struct hc_tls *t, const uint8_t *data, size_t len)
+{
+    uint8_t *p;
+
+    if (t->in_len == 0) {
+        t->in = data;
+        t->in_len = len;
+        t->in_is_own = 0;
+        return 0;
+    }
+    /* A leftover was kept: append to it so the order is kept. */
+    p = hc_malloc(t->in_len + len);
+    if (p == NULL)
+        return UV_ENOMEM;
+    memcpy(p, t->in, t->in_len);
+    memcpy(p + t->in_len, data, len);
+    hc_free(t->in_own);
+    t->in_own = p;
+    t->in = p;
+    t->in_len += len;
+    t->in_is_own = 1;
+    return 0;
+}
+
+int hc_tls_keep_input(struct hc_tls *t)
+{
+    uint8_t *p;
+
+    if (t->in_len == 0 || t->in_is_own)
+        return 0;
+    p = hc_malloc(t->in_len);
+    if (p == NULL)
+        return UV_ENOMEM;
+    memcpy(p, t->in, t->in_len);
+    hc_free(t->in_own);
+    t->in_own = p;
+    t->in = p;
+    t->in_is_own = 1;
+    return 0;
+}
+
+int hc_tls_handshake(struct hc_tls *t, char *err, size_t errlen)
+{
+    int rc;
+
+    if (t->handshake_done)
+        return 0;
+    rc = mbedtls_ssl_handshake(&t->ssl);
+    if (rc == 0) {
+        t->handshake_done = 1;
+        return 0;
+    }
+    if (rc == MBEDTLS_ERR_SSL_WANT_READ || rc == MBEDTLS_ERR_SSL_WANT_WRITE)
+        return HC_EAGAIN;
+    if (rc == MBEDTLS_ERR_X509_CERT_VERIFY_FAILED) {
+        char why[256];
+        uint32_t flags = mbedtls_ssl_get_verify_result(&t->ssl);
+        int n = mbedtls_x509_crt_verify_info(why, sizeof(why), "", flags);
+        if (n > 0 && why[n - 1] == '\n')
+            why[n - 1] = '\0';
+        if (err != NULL)
+            snprintf(err, errlen, "certificate verification failed: %s",
+                     why);
+        return HC_ETLS;
+    }
+    tls_err(err, errlen, "TLS handshake", rc);
+    return HC_ETLS;
+}
+
+ssize_t hc_tls_read(struct hc_tls *t, uint8_t *buf, size_t cap, char *err,
+                    size_t errlen)
+{
+    int rc = mbedtls_ssl_read(&t->ssl, buf, cap);
+
+    if (rc > 0)
+        return rc;
+    if (rc == 0 || rc == MBEDTLS_ERR_SSL_PEER_CLOSE_NOTIFY) {
+        t->closed = 1;
+        return 0;
+    }
+    if (rc == MBEDTLS_ERR_SSL_WANT_READ || rc == MBEDTLS_ERR_SSL_WANT_WRITE)
+        return HC_EAGAIN;
+    tls_err(err, errlen, "TLS read", rc);
+    return HC_ETLS;
+}
+
+int hc_tls_write(struct hc_tls *t, const uint8_t *data, size_t len)
+{
+    /* The BIO never says WANT_WRITE, so every call takes a whole record. */
+    while (len > 0) {
+        int rc = mbedtls_ssl_write(&t->ssl, data, len);
+        if (rc <= 0)
+            return HC_ETLS;
+        data += rc;
+        len -= (size_t)rc;
+    }
+    return 0;
+}
+
+void hc_tls_close_notify(struct hc_tls *t)
+{
+    if (t->handshake_done)
+        (void)mbedtls_ssl_close_notify(&t->ssl);
+}
+
+uint8_t *hc_tls_take_output(struct hc_tls *t, size_t *len)
+{
+    uint8_t *p = t->out;
+
+    *len = t->out_len;
+    if (t->out_len == 0)
+        return NULL;
+    t->out = NULL;
+    t->out_len = t->out_cap = 0;
+    return p;
+}
+
+const char *hc_tls_suite(const struct hc_tls *t)
+{
+    return mbedtls_ssl_get_ciphersuite(&t->ssl);
+}
