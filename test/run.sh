@@ -1,0 +1,57 @@
+#!/usr/bin/env bash
+# Runs every test suite against one or more build trees (build, build/asan)
+# and ends with one line: "N passed, N failed".
+#   test/run.sh [--unit-only] BUILD [BUILD...]
+set -uo pipefail
+cd "$(dirname "$0")/.."
+
+unit_only=0
+if [ "${1:-}" = --unit-only ]; then unit_only=1; shift; fi
+[ $# -gt 0 ] || set -- build
+
+passed=0 failed=0 skipped=0 broken=()
+log=$(mktemp -d /tmp/hcmd-test.XXXXXX)
+trap 'rm -rf "$log"' EXIT
+
+# Count TAP test points of one suite's output; a suite that exits non-zero
+# with no failing test point still counts as one failure.
+count() { # name file rc
+  local p f s
+  p=$(grep -cE '^\s*ok [0-9]+' "$2")
+  f=$(grep -cE '^\s*not ok [0-9]+' "$2")
+  s=$(grep -cE '^\s*ok [0-9]+.*# (SKIP|skip)' "$2")
+  passed=$((passed + p - s)); failed=$((failed + f)); skipped=$((skipped + s))
+  if [ "$3" != 0 ] && [ "$f" = 0 ]; then failed=$((failed + 1)); fi
+  if [ "$3" != 0 ] || [ "$f" != 0 ]; then broken+=("$1"); fi
+  printf '%-40s %4d passed %3d failed%s\n' "$1" "$((p - s))" "$f" \
+    "$([ "$3" != 0 ] && echo " (exit $3)")"
+}
+
+for b in "$@"; do
+  for t in "$b"/test/test_*; do
+    [ -x "$t" ] || continue
+    name="$b/$(basename "$t")"
+    CMOCKA_MESSAGE_OUTPUT=TAP "$t" >"$log/out" 2>&1
+    rc=$?
+    cat "$log/out"
+    count "$name" "$log/out" "$rc"
+  done
+  [ $unit_only = 1 ] && continue
+  for suite in test/interop; do
+    name="$b:$suite"
+    (cd "$suite" && HCRELAY="$PWD/../../$b/hcrelay" HCMD="$PWD/../../$b/hcmd" \
+       timeout 900 node --test --test-reporter=tap --test-concurrency=1) >"$log/out" 2>&1
+    rc=$?
+    cat "$log/out"
+    count "$name" "$log/out" "$rc"
+  done
+done
+
+echo
+if [ ${#broken[@]} -gt 0 ]; then echo "failing suites: ${broken[*]}"; fi
+if [ "$skipped" -gt 0 ]; then
+  echo "$passed passed, $failed failed, $skipped skipped"
+else
+  echo "$passed passed, $failed failed"
+fi
+[ "$failed" = 0 ]
