@@ -29,6 +29,7 @@ static const char usage[] =
 
 static struct hc_relay *relay;
 static int signals_seen;
+static uv_signal_t sigint, sigterm, sighup;
 
 static void on_signal(uv_signal_t *s, int signum)
 {
@@ -43,8 +44,9 @@ static void on_signal(uv_signal_t *s, int signum)
     }
     hc_log_info("%s: shutting down", signum == SIGINT ? "SIGINT" : "SIGTERM");
     hc_relay_stop(relay);
-    uv_signal_stop(s);
-    uv_close((uv_handle_t *)s, NULL);
+    /* Keep listening for a second signal, but let the loop end. */
+    uv_unref((uv_handle_t *)&sigint);
+    uv_unref((uv_handle_t *)&sigterm);
 }
 
 static int print_connection_string(struct hc_relay_conf *conf,
@@ -100,7 +102,6 @@ int main(int argc, char **argv)
     char *errors = NULL;
     char err[512];
     uv_loop_t *loop;
-    uv_signal_t sigint, sigterm, sighup;
     int rc;
 
     hc_log_init("hcrelay");
@@ -190,10 +191,8 @@ int main(int argc, char **argv)
                 conf->hostname);
     uv_run(loop, UV_RUN_DEFAULT);
     uv_close((uv_handle_t *)&sighup, NULL);
-    if (!uv_is_closing((uv_handle_t *)&sigint))
-        uv_close((uv_handle_t *)&sigint, NULL);
-    if (!uv_is_closing((uv_handle_t *)&sigterm))
-        uv_close((uv_handle_t *)&sigterm, NULL);
+    uv_close((uv_handle_t *)&sigint, NULL);
+    uv_close((uv_handle_t *)&sigterm, NULL);
     uv_run(loop, UV_RUN_DEFAULT);
     hc_relay_free(relay);
     uv_loop_close(loop);
