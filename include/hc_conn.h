@@ -35,6 +35,7 @@ enum hc_conn_state {
     HC_CONN_TLS_HANDSHAKE,
     HC_CONN_HTTP_HEAD,
     HC_CONN_WS_OPEN,
+    HC_CONN_RAW, /* bytes as they come, through on_data */
     HC_CONN_CLOSING,
 };
 
@@ -67,6 +68,11 @@ struct hc_conn_cbs {
     void (*on_drain)(struct hc_conn *c);
     /* The connection is going away; err is 0 for a normal end. */
     void (*on_close)(struct hc_conn *c, int err, const char *reason);
+    /*
+     * The peer finished sending (TCP FIN). Without on_eof the connection is
+     * closed; with it, it stays open for writing (a half-close).
+     */
+    void (*on_eof)(struct hc_conn *c);
 };
 
 struct hc_conn {
@@ -85,7 +91,7 @@ struct hc_conn {
         on_close_called : 1, reading : 1, read_paused : 1, want_drain : 1,
         close_sent : 1, close_rcvd : 1, in_rx_frame : 1, in_tx_frame : 1,
         rx_msg_open : 1, dirty : 1, tcp_open : 1, graceful : 1,
-        shut_started : 1, gai_pending : 1;
+        shut_started : 1, gai_pending : 1, eof : 1, write_shut : 1;
     int pending; /* handles and requests whose callbacks are outstanding */
     char *sni;   /* client: host name for SNI and the certificate check */
     int port;
@@ -143,6 +149,13 @@ struct hc_conn *hc_conn_connect(struct hc_io *io, const char *host, int port,
 int hc_conn_write(struct hc_conn *c, const void *data, size_t len);
 /* Switch to WebSocket frames; bytes held since the head are parsed next. */
 int hc_conn_ws_start(struct hc_conn *c);
+/*
+ * Switch to raw bytes: every byte read from now on (and any held since the
+ * head) goes to on_data. A plain TCP client calls this in on_connected.
+ */
+int hc_conn_raw_start(struct hc_conn *c);
+/* Flush what is queued, then shut down the write side (send FIN). */
+void hc_conn_shutdown(struct hc_conn *c);
 
 /* A whole frame. Returns 0, UV_ENOMEM or HC_EPROTO (bad use). */
 int hc_conn_send_frame(struct hc_conn *c, int opcode, int fin,

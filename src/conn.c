@@ -121,8 +121,9 @@ uv_loop_t *hc_io_loop(struct hc_io *io)
 
 const char *hc_conn_state_name(enum hc_conn_state s)
 {
-    static const char *names[] = {"RESOLVING",  "CONNECTING", "TLS_HANDSHAKE",
-                                  "HTTP_HEAD",  "WS_OPEN",    "CLOSING"};
+    static const char *names[] = {"RESOLVING", "CONNECTING", "TLS_HANDSHAKE",
+                                  "HTTP_HEAD", "WS_OPEN",    "RAW",
+                                  "CLOSING"};
     return (unsigned)s < sizeof(names) / sizeof(names[0]) ? names[s] : "?";
 }
 
@@ -200,6 +201,22 @@ void hc_conn_abort(struct hc_conn *c, int err, const char *reason)
         close_handles(c);
     }
     notify_close(c, err, reason);
+}
+
+static void on_half_shutdown(uv_shutdown_t *req, int status)
+{
+    struct hc_conn *c = req->data;
+    if (status < 0 && status != UV_ECANCELED && !c->closing)
+        conn_fail(c, status, "shutdown failed");
+    release(c);
+}
+
+void hc_conn_shutdown(struct hc_conn *c)
+{
+    if (c->closing || c->write_shut)
+        return;
+    c->write_shut = 1;
+    mark_dirty(c);
 }
 
 static void on_shutdown(uv_shutdown_t *req, int status)
@@ -320,6 +337,21 @@ static void flush(struct hc_conn *c)
         if (buf != NULL)
             write_out(c, buf, len);
     }
+    if (!c->closing && c->write_shut && c->tcp_open && !c->shut_started &&
+        c->pout_len == 0) {
+        c->shut_started = 1;
+        c->shutdown_req.data = c;
+        if (uv_shutdown(&c->shutdown_req, (uv_stream_t *)&c->tcp,
+                        on_half_shutdown) == 0)
+            c->pending++;
+        return;
+    }
+    if (c->closing && c->graceful && c->tcp_open && c->shut_started &&
+        c->write_shut && c->pout_len == 0) {
+        /* The write side is already shut: nothing more to send. */
+        close_handles(c);
+        return;
+    }
     if (c->closing && c->graceful && c->tcp_open && !c->shut_started &&
         c->pout_len == 0) {
         c->shut_started = 1;
@@ -361,8 +393,10 @@ static int pout_append(struct hc_conn *c, const void *data, size_t len)
 
 int hc_conn_write(struct hc_conn *c, const void *data, size_t len)
 {
-    if (c->closing)
+    if (c->closing || c->write_shut)
         return UV_EPIPE;
+    if (c->state == HC_CONN_RAW)
+        c->bytes_out += len;
     return pout_append(c, data, len);
 }
 
@@ -759,7 +793,8 @@ static void head_input(struct hc_conn *c, const uint8_t *data, size_t len)
     c->head_used = h.head_len;
     if (c->cbs->on_head != NULL)
         c->cbs->on_head(c, &h);
-    if (!c->closing && c->state == HC_CONN_WS_OPEN)
+    if (!c->closing &&
+        (c->state == HC_CONN_WS_OPEN || c->state == HC_CONN_RAW))
         process_held(c);
 }
 
@@ -769,21 +804,30 @@ static void process_held(struct hc_conn *c)
     char *held;
     size_t off, len;
 
-    if (c->closing || c->state != HC_CONN_WS_OPEN || c->head == NULL)
+    if (c->closing || c->head == NULL ||
+        (c->state != HC_CONN_WS_OPEN && c->state != HC_CONN_RAW))
         return;
     held = c->head;
     off = c->head_used;
     len = c->head_len - off;
     c->head = NULL;
     c->head_len = c->head_cap = c->head_used = 0;
-    if (len > 0)
+    if (len > 0 && c->state == HC_CONN_WS_OPEN)
         ws_input(c, (const uint8_t *)held + off, len);
+    else if (len > 0 && c->cbs->on_data != NULL)
+        c->cbs->on_data(c, (const uint8_t *)held + off, len);
     hc_free(held);
 }
 
 static void plain_input(struct hc_conn *c, const uint8_t *data, size_t len)
 {
-    if (c->state == HC_CONN_WS_OPEN) {
+    if (c->state == HC_CONN_RAW) {
+        if (c->head != NULL)
+            process_held(c);
+        c->bytes_in += len;
+        if (!c->closing && c->cbs->on_data != NULL)
+            c->cbs->on_data(c, data, len);
+    } else if (c->state == HC_CONN_WS_OPEN) {
         if (c->head != NULL)
             process_held(c);
         if (!c->closing)
@@ -804,6 +848,16 @@ int hc_conn_ws_start(struct hc_conn *c)
     set_state(c, HC_CONN_WS_OPEN);
     if (c->head != NULL && c->head_len > c->head_used)
         mark_dirty(c); /* held bytes are parsed from the check phase */
+    return 0;
+}
+
+int hc_conn_raw_start(struct hc_conn *c)
+{
+    if (c->closing)
+        return UV_EPIPE;
+    set_state(c, HC_CONN_RAW);
+    if (c->head != NULL && c->head_len > c->head_used)
+        mark_dirty(c);
     return 0;
 }
 
@@ -867,7 +921,12 @@ static void on_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf)
     if (nread == 0 || c->closing)
         return;
     if (nread < 0) {
-        if (nread == UV_EOF)
+        if (nread == UV_EOF && c->cbs->on_eof != NULL && !c->use_tls) {
+            c->eof = 1;
+            uv_read_stop(s);
+            c->reading = 0;
+            c->cbs->on_eof(c);
+        } else if (nread == UV_EOF)
             hc_conn_close(c, 0, "peer closed the connection");
         else
             conn_fail(c, (int)nread, uv_strerror((int)nread));
@@ -893,7 +952,7 @@ void hc_conn_read_start(struct hc_conn *c)
     if (!c->read_paused)
         return;
     c->read_paused = 0;
-    if (c->tcp_open && c->reading && !c->closing)
+    if (c->tcp_open && c->reading && !c->closing && !c->eof)
         uv_read_start((uv_stream_t *)&c->tcp, on_alloc, on_read);
 }
 
