@@ -1,35 +1,135 @@
 /*
- * hcmd - the Hybrid Connection Manager agent. Glue only.
+ * hcmd - the Hybrid Connection Manager agent. Glue only: flags, the
+ * configuration, signals, the loop.
  */
+#include <signal.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 
 #include <jansson.h>
 #include <mbedtls/version.h>
 #include <uv.h>
 #include <wslay/wslayver.h>
 
+#include "hc_agent.h"
+#include "hc_log.h"
+#include "hc_mem.h"
 #include "hc_version.h"
 
+#define DEFAULT_CONF "/etc/hcmd/hcm.ini"
+
 static const char usage[] =
-    "usage: hcmd version       versions of hcmd and its libraries\n"
-    "       hcmd --help        this text\n";
+    "usage: hcmd [-c FILE] [-v]        run the agent in the foreground\n"
+    "       hcmd [-c FILE] --check     validate the configuration\n"
+    "       hcmd version               versions of hcmd and its libraries\n"
+    "FILE defaults to " DEFAULT_CONF ".\n";
+
+static struct hc_agent *agent;
+static int signals_seen;
+static uv_signal_t sigint, sigterm, sighup;
+
+static void on_signal(uv_signal_t *s, int signum)
+{
+    if (signum == SIGHUP) {
+        hc_log_info("SIGHUP: configuration reload is not supported yet; "
+                    "restart to apply changes");
+        return;
+    }
+    if (signals_seen++ > 0) {
+        hc_log_warn("second signal: exiting now");
+        exit(1);
+    }
+    hc_log_info("%s: shutting down", signum == SIGINT ? "SIGINT" : "SIGTERM");
+    hc_agent_stop(agent);
+    uv_unref((uv_handle_t *)&sigint);
+    uv_unref((uv_handle_t *)&sigterm);
+}
+
+/* Keys live in the file: say so when others can read it. */
+static void check_secrecy(const char *path)
+{
+    struct stat st;
+    if (stat(path, &st) == 0 && (st.st_mode & 0044) != 0)
+        hc_log_warn("%s is readable by group or others (mode %03o) and holds "
+                    "keys: chmod 600 %s",
+                    path, (unsigned)(st.st_mode & 0777), path);
+}
 
 int main(int argc, char **argv)
 {
-    if (argc == 2 && (strcmp(argv[1], "version") == 0 ||
-                      strcmp(argv[1], "--version") == 0)) {
-        printf("hcmd %s (libuv %s, %s, wslay %s, jansson %s)\n", HC_VERSION,
-               uv_version_string(), MBEDTLS_VERSION_STRING_FULL,
-               WSLAY_VERSION, JANSSON_VERSION);
+    const char *path = DEFAULT_CONF;
+    int check = 0, verbose = 0;
+    struct hc_agent_conf *conf;
+    char *errors = NULL;
+    char err[512];
+    uv_loop_t *loop;
+    int rc;
+
+    hc_log_init("hcmd");
+    for (int i = 1; i < argc; i++) {
+        if (strcmp(argv[i], "-c") == 0 && i + 1 < argc) {
+            path = argv[++i];
+        } else if (strcmp(argv[i], "--check") == 0) {
+            check = 1;
+        } else if (strcmp(argv[i], "-v") == 0) {
+            verbose = 1;
+        } else if (strcmp(argv[i], "-h") == 0 ||
+                   strcmp(argv[i], "--help") == 0) {
+            fputs(usage, stdout);
+            return 0;
+        } else if (strcmp(argv[i], "version") == 0 ||
+                   strcmp(argv[i], "--version") == 0) {
+            printf("hcmd %s (libuv %s, %s, wslay %s, jansson %s)\n",
+                   HC_VERSION, uv_version_string(),
+                   MBEDTLS_VERSION_STRING_FULL, WSLAY_VERSION,
+                   JANSSON_VERSION);
+            return 0;
+        } else {
+            fprintf(stderr, "hcmd: unknown argument '%s'\n%s", argv[i],
+                    usage);
+            return 2;
+        }
+    }
+    rc = hc_agent_conf_load(path, &conf, &errors);
+    if (rc != 0) {
+        fputs(errors ? errors : "hcmd: cannot load configuration\n", stderr);
+        hc_free(errors);
+        return 1;
+    }
+    hc_free(errors);
+    check_secrecy(path);
+    if (check) {
+        printf("%s: configuration OK\n", path);
+        hc_agent_conf_free(conf);
         return 0;
     }
-    if (argc == 2 &&
-        (strcmp(argv[1], "--help") == 0 || strcmp(argv[1], "-h") == 0)) {
-        fputs(usage, stdout);
-        return 0;
+    hc_log_set_level(verbose ? HC_LOG_DEBUG
+                             : (enum hc_log_level)conf->log_level);
+    signal(SIGPIPE, SIG_IGN);
+    loop = uv_default_loop();
+    rc = hc_agent_new(&agent, loop, conf, err, sizeof(err));
+    if (rc != 0) {
+        hc_log_err("%s", err);
+        return 1;
     }
-    fprintf(stderr, "hcmd: the agent is not built yet in this version\n%s",
-            usage);
-    return 2;
+    uv_signal_init(loop, &sigint);
+    uv_signal_init(loop, &sigterm);
+    uv_signal_init(loop, &sighup);
+    uv_signal_start(&sigint, on_signal, SIGINT);
+    uv_signal_start(&sigterm, on_signal, SIGTERM);
+    uv_signal_start(&sighup, on_signal, SIGHUP);
+    uv_unref((uv_handle_t *)&sighup);
+    hc_log_info("hcmd %s starting with %s", HC_VERSION, path);
+    hc_agent_start(agent);
+    uv_run(loop, UV_RUN_DEFAULT);
+    uv_close((uv_handle_t *)&sighup, NULL);
+    uv_close((uv_handle_t *)&sigint, NULL);
+    uv_close((uv_handle_t *)&sigterm, NULL);
+    uv_run(loop, UV_RUN_DEFAULT);
+    hc_agent_free(agent);
+    uv_loop_close(loop);
+    hc_log_info("stopped");
+    return 0;
 }

@@ -1,0 +1,1009 @@
+/*
+ * agent.c - hcmd's listener role (the Hybrid Connection Manager).
+ *
+ * Per hybrid connection a struct listener keeps a control channel to the
+ * relay: it reconnects forever with full-jitter exponential backoff, renews
+ * its token at 80% of the lifetime with renewToken and pings the relay,
+ * declaring the channel dead after two unanswered pings. When the endpoint
+ * is not configured it is read from the relay's entity description first.
+ *
+ * An accept starts a struct tunnel: the endpoint is dialled while the TLS
+ * connection to the rendezvous address opens; once both are up the
+ * rendezvous is joined and hc_splice takes over. If the endpoint cannot be
+ * reached the rendezvous is rejected with 502 so the sender fails at once.
+ */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "hc_agent.h"
+#include "hc_conn.h"
+#include "hc_err.h"
+#include "hc_http.h"
+#include "hc_json.h"
+#include "hc_log.h"
+#include "hc_mem.h"
+#include "hc_sas.h"
+#include "hc_splice.h"
+#include "hc_url.h"
+#include "hc_version.h"
+
+#define RETRY_FIRST_MS 250
+#define HEALTHY_MS 60000
+#define META_BODY_MAX (64 * 1024)
+#define CTL_MSG_MAX (64 * 1024)
+
+enum status {
+    ST_CONNECTING,
+    ST_CONNECTED,
+    ST_UNAUTHORIZED,
+    ST_NOT_FOUND,
+    ST_NO_ENDPOINT,
+    ST_DISCONNECTED,
+};
+
+static const char *status_names[] = {"Connecting",   "Connected",
+                                     "Unauthorized", "Not found",
+                                     "No endpoint",  "Not connected"};
+
+struct hc_agent;
+
+struct listener {
+    struct hc_agent *a;
+    struct hc_agent_hc *hc;
+    struct listener *next;
+    enum status status;
+    char last_error[256];
+    struct hc_conn *ctl;   /* control channel, NULL when down */
+    struct hc_conn *meta;  /* entity description request */
+    uv_timer_t retry, renew, ping;
+    int attempt;
+    int slow_retry; /* the last failure was an auth or not-found answer */
+    uint64_t connected_ms;
+    int pings_out;
+    char ws_key[25];
+    char lid[37];
+    char ep_host[256];
+    int ep_port, have_ep;
+    uint8_t *msg;
+    size_t msg_len;
+    int msg_opcode, msg_fin, msg_skip;
+    char *meta_body;
+    size_t meta_len;
+    long meta_status;
+    int ntunnels;
+    int closing;
+};
+
+struct tunnel {
+    struct listener *l;
+    struct hc_agent *a;
+    struct hc_conn *ep, *rv;
+    struct hc_splice *sp;
+    struct hc_url url;
+    char *id;
+    char *protocol;
+    char remote[64];
+    int remote_port;
+    char ws_key[25];
+    int ep_state; /* 0 pending, 1 connected, -1 failed */
+    int rv_up, requested, rejecting;
+    char ep_err[400];
+    int nconns;
+    uint64_t start_ms;
+    struct tunnel *prev, *next;
+};
+
+struct hc_agent {
+    uv_loop_t *loop;
+    struct hc_io *io;
+    struct hc_tls_conf *tls;
+    struct hc_agent_conf *conf;
+    struct listener *listeners;
+    struct tunnel *tunnels;
+    long ntunnels;
+    int stopping;
+};
+
+static void listener_connect(struct listener *l);
+static void schedule_retry(struct listener *l);
+
+/* ---- small helpers ---- */
+
+static uint32_t rnd(void)
+{
+    uint32_t x;
+    if (uv_random(NULL, NULL, &x, sizeof(x), 0, NULL) != 0)
+        x = (uint32_t)rand();
+    return x;
+}
+
+static void make_guid(char out[37])
+{
+    uint8_t b[16];
+    if (uv_random(NULL, NULL, b, sizeof(b), 0, NULL) != 0)
+        for (size_t i = 0; i < sizeof(b); i++)
+            b[i] = (uint8_t)rand();
+    b[6] = (uint8_t)((b[6] & 0x0f) | 0x40);
+    b[8] = (uint8_t)((b[8] & 0x3f) | 0x80);
+    snprintf(out, 37,
+             "%02x%02x%02x%02x-%02x%02x-%02x%02x-%02x%02x-%02x%02x%02x%02x%02x"
+             "%02x",
+             b[0], b[1], b[2], b[3], b[4], b[5], b[6], b[7], b[8], b[9], b[10],
+             b[11], b[12], b[13], b[14], b[15]);
+}
+
+static void set_status(struct listener *l, enum status st, const char *err)
+{
+    if (err != NULL)
+        snprintf(l->last_error, sizeof(l->last_error), "%s", err);
+    if (l->status != st)
+        hc_log_debug("%s: status %s -> %s", l->hc->name,
+                     status_names[l->status], status_names[st]);
+    l->status = st;
+}
+
+/* A fresh token for this hybrid connection, .NET-style audience. */
+static char *make_token(struct listener *l, uint64_t *expiry)
+{
+    struct hc_agent_hc *hc = l->hc;
+    char *aud, *tok;
+    uint64_t se;
+
+    if (hc->cs.sas != NULL) {
+        if (expiry != NULL)
+            *expiry = 0;
+        return hc_strdup(hc->cs.sas); /* given whole; cannot be renewed */
+    }
+    se = (uint64_t)time(NULL) + (uint64_t)l->a->conf->token_lifetime;
+    aud = hc_sas_audience(hc->cs.host, hc->cs.entity_path);
+    if (aud == NULL)
+        return NULL;
+    tok = hc_sas_sign(aud, hc->cs.key_name, hc->cs.key, se);
+    hc_free(aud);
+    if (expiry != NULL)
+        *expiry = se;
+    return tok;
+}
+
+/* The entity path for a URL: each segment percent-encoded. */
+static char *entity_url_path(const char *entity)
+{
+    size_t cap = strlen(entity) * 3 + 2, o = 0;
+    char *out = hc_malloc(cap);
+    const char *seg = entity;
+
+    if (out == NULL)
+        return NULL;
+    while (1) {
+        const char *slash = strchr(seg, '/');
+        size_t n = slash ? (size_t)(slash - seg) : strlen(seg);
+        char *enc = hc_url_encode(seg, n);
+        if (enc == NULL) {
+            hc_free(out);
+            return NULL;
+        }
+        o += (size_t)snprintf(out + o, cap - o, "%s%s", enc, slash ? "/" : "");
+        hc_free(enc);
+        if (slash == NULL)
+            break;
+        seg = slash + 1;
+    }
+    return out;
+}
+
+static void host_header(char *out, size_t len, const char *host, int port)
+{
+    int v6 = strchr(host, ':') != NULL;
+    if (port == 443)
+        snprintf(out, len, "%s%s%s", v6 ? "[" : "", host, v6 ? "]" : "");
+    else
+        snprintf(out, len, "%s%s%s:%d", v6 ? "[" : "", host, v6 ? "]" : "",
+                 port);
+}
+
+/* Is this response a valid 101 for our key? */
+static int upgrade_ok(const struct hc_http_head *h, const char *key)
+{
+    char want[29];
+    const struct hc_http_header *acc;
+
+    if (h->status != 101)
+        return 0;
+    acc = hc_http_find(h, "Sec-WebSocket-Accept");
+    hc_http_ws_accept(key, strlen(key), want);
+    return acc != NULL && acc->value_len == 28 &&
+           memcmp(acc->value, want, 28) == 0;
+}
+
+/* ---- tunnels ---- */
+
+static void tunnel_free(struct tunnel *t)
+{
+    struct hc_agent *a = t->a;
+
+    if (t->prev != NULL)
+        t->prev->next = t->next;
+    else
+        a->tunnels = t->next;
+    if (t->next != NULL)
+        t->next->prev = t->prev;
+    a->ntunnels--;
+    if (t->l != NULL)
+        t->l->ntunnels--;
+    hc_url_free(&t->url);
+    hc_free(t->id);
+    hc_free(t->protocol);
+    hc_free(t);
+}
+
+static void splice_done(struct hc_splice *sp)
+{
+    struct tunnel *t = sp->data;
+    char esc[200];
+
+    hc_log_info("tunnel %s id=%s sender=%s:%d endpoint=%s:%d "
+                "bytes_to_endpoint=%llu bytes_to_sender=%llu duration_ms=%llu "
+                "reason=\"%s\"",
+                t->l ? t->l->hc->name : "?", t->id,
+                t->remote[0] ? t->remote : "-", t->remote_port,
+                t->l ? t->l->ep_host : "-", t->l ? t->l->ep_port : 0,
+                (unsigned long long)sp->bytes_to_tcp,
+                (unsigned long long)sp->bytes_from_tcp,
+                (unsigned long long)(sp->end_ms - sp->start_ms),
+                hc_log_escape(esc, sizeof(esc), sp->reason,
+                              strlen(sp->reason)));
+    hc_splice_free(sp);
+    tunnel_free(t);
+}
+
+static void rv_timeout(struct hc_conn *c)
+{
+    hc_conn_abort(c, UV_ETIMEDOUT, "rendezvous timed out");
+}
+
+/* Both dials are done (or one failed): join or reject the rendezvous. */
+static void tunnel_request(struct tunnel *t)
+{
+    char head[4096], host[300], *desc = NULL;
+    const char *q = t->url.query;
+    int n;
+
+    if (t->requested || !t->rv_up || t->ep_state == 0)
+        return;
+    t->requested = 1;
+    host_header(host, sizeof(host), t->url.host, t->url.port);
+    if (hc_http_ws_key(t->ws_key) != 0) {
+        hc_conn_abort(t->rv, UV_EIO, "no random key");
+        return;
+    }
+    if (t->ep_state < 0) {
+        t->rejecting = 1;
+        desc = hc_url_encode(t->ep_err, strlen(t->ep_err));
+    }
+    n = snprintf(head, sizeof(head),
+                 "GET %s%s%s%s%s%s HTTP/1.1\r\nHost: %s\r\n"
+                 "Upgrade: websocket\r\nConnection: Upgrade\r\n"
+                 "Sec-WebSocket-Key: %s\r\nSec-WebSocket-Version: 13\r\n"
+                 "%s%s%s\r\n",
+                 t->url.path, q[0] ? "?" : "", q,
+                 t->rejecting ? (q[0] ? "&" : "?") : "",
+                 t->rejecting ? "sb-hc-statusCode=502&sb-hc-statusDescription="
+                              : "",
+                 desc ? desc : "", host, t->ws_key,
+                 t->protocol && !t->rejecting ? "Sec-WebSocket-Protocol: " : "",
+                 t->protocol && !t->rejecting ? t->protocol : "",
+                 t->protocol && !t->rejecting ? "\r\n" : "");
+    hc_free(desc);
+    if (n < 0 || (size_t)n >= sizeof(head)) {
+        hc_conn_abort(t->rv, HC_ETOOBIG, "rendezvous address too long");
+        return;
+    }
+    hc_conn_write(t->rv, head, (size_t)n);
+    hc_conn_set_timer(t->rv, (uint64_t)t->a->conf->connect_timeout * 1000,
+                      rv_timeout);
+}
+
+static void tunnel_conn_gone(struct tunnel *t)
+{
+    if (--t->nconns == 0 && t->sp == NULL)
+        tunnel_free(t);
+}
+
+static void ep_connected(struct hc_conn *c)
+{
+    struct tunnel *t = c->data;
+
+    hc_conn_raw_start(c);
+    hc_conn_read_stop(c); /* bytes wait in the kernel until the splice */
+    hc_conn_stop_timer(c);
+    t->ep_state = 1;
+    tunnel_request(t);
+}
+
+static void ep_close(struct hc_conn *c, int err, const char *reason)
+{
+    struct tunnel *t = c->data;
+
+    t->ep = NULL;
+    if (t->ep_state == 0 || t->ep_state == 1) {
+        snprintf(t->ep_err, sizeof(t->ep_err), "endpoint %s:%d: %s",
+                 t->l ? t->l->ep_host : "?", t->l ? t->l->ep_port : 0,
+                 reason);
+        t->ep_state = -1;
+        if (t->rv != NULL && !t->requested)
+            tunnel_request(t);
+        else if (t->rv != NULL && !t->rejecting)
+            hc_conn_abort(t->rv, err, "endpoint gone before the splice");
+    }
+    tunnel_conn_gone(t);
+}
+
+static void ep_timeout(struct hc_conn *c)
+{
+    hc_conn_abort(c, UV_ETIMEDOUT, "connect timed out");
+}
+
+static void rv_connected(struct hc_conn *c)
+{
+    struct tunnel *t = c->data;
+    t->rv_up = 1;
+    tunnel_request(t);
+}
+
+static void rv_head(struct hc_conn *c, const struct hc_http_head *h)
+{
+    struct tunnel *t = c->data;
+
+    hc_conn_stop_timer(c);
+    if (t->rejecting) {
+        if (h->status == 410)
+            hc_log_info("%s: rejected sender %s:%d (502): %s",
+                        t->l ? t->l->hc->name : "?",
+                        t->remote[0] ? t->remote : "-", t->remote_port,
+                        t->ep_err);
+        else
+            hc_log_warn("%s: reject of %s answered %d",
+                        t->l ? t->l->hc->name : "?", t->id, h->status);
+        hc_conn_close(c, 0, "rejected");
+        return;
+    }
+    if (!upgrade_ok(h, t->ws_key)) {
+        char why[120];
+        snprintf(why, sizeof(why), "rendezvous answered %d", h->status);
+        hc_log_warn("%s: tunnel %s: %s", t->l ? t->l->hc->name : "?", t->id,
+                    why);
+        hc_conn_abort(c, HC_EPROTO, why);
+        if (t->ep != NULL)
+            hc_conn_abort(t->ep, HC_EPROTO, why);
+        return;
+    }
+    hc_conn_ws_start(c);
+    if (t->ep == NULL) {
+        hc_conn_send_close(c, 1011, "endpoint gone", 13);
+        return;
+    }
+    hc_log_debug("%s: tunnel %s established", t->l ? t->l->hc->name : "?",
+                 t->id);
+    t->nconns = 0; /* both connections now belong to the splice */
+    t->sp = hc_splice_new(t->ep, c, splice_done, t);
+    if (t->sp == NULL)
+        tunnel_free(t);
+}
+
+static void rv_close(struct hc_conn *c, int err, const char *reason)
+{
+    struct tunnel *t = c->data;
+
+    t->rv = NULL;
+    if (err != 0 && !t->rejecting) {
+        hc_log_warn("%s: tunnel %s: rendezvous failed: %s",
+                    t->l ? t->l->hc->name : "?", t->id, reason);
+        if (t->ep != NULL)
+            hc_conn_abort(t->ep, err, "rendezvous failed");
+    }
+    tunnel_conn_gone(t);
+}
+
+static const struct hc_conn_cbs ep_cbs = {
+    .on_connected = ep_connected,
+    .on_close = ep_close,
+};
+
+static const struct hc_conn_cbs rv_cbs = {
+    .on_connected = rv_connected,
+    .on_head = rv_head,
+    .on_close = rv_close,
+};
+
+static void on_accept(struct listener *l, const struct hc_ctl_msg *m)
+{
+    struct hc_agent *a = l->a;
+    struct tunnel *t;
+    const char *proto;
+    int tls;
+
+    if (!l->have_ep) {
+        hc_log_warn("%s: accept before the endpoint is known", l->hc->name);
+        return;
+    }
+    t = hc_xcalloc(1, sizeof(*t));
+    t->a = a;
+    t->l = l;
+    t->id = hc_xstrdup(m->id);
+    t->start_ms = uv_now(a->loop);
+    if (m->remote_addr != NULL) {
+        snprintf(t->remote, sizeof(t->remote), "%s", m->remote_addr);
+        t->remote_port = m->remote_port;
+    }
+    proto = hc_ctl_header(m, "Sec-WebSocket-Protocol");
+    if (proto != NULL) {
+        size_t n = strcspn(proto, ", \t");
+        if (n > 0 && n < 200)
+            t->protocol = hc_strndup(proto, n);
+    }
+    t->next = a->tunnels;
+    if (a->tunnels != NULL)
+        a->tunnels->prev = t;
+    a->tunnels = t;
+    a->ntunnels++;
+    l->ntunnels++;
+    if (hc_url_parse(m->address, &t->url) != 0 ||
+        (strcmp(t->url.scheme, "wss") != 0 &&
+         strcmp(t->url.scheme, "ws") != 0)) {
+        hc_log_warn("%s: accept with a bad address ignored", l->hc->name);
+        tunnel_free(t);
+        return;
+    }
+    tls = strcmp(t->url.scheme, "wss") == 0;
+    if (a->ntunnels > a->conf->max_tunnels) {
+        t->ep_state = -1;
+        snprintf(t->ep_err, sizeof(t->ep_err),
+                 "tunnel limit (%ld) reached", a->conf->max_tunnels);
+        hc_log_warn("%s: %s: rejecting sender", l->hc->name, t->ep_err);
+    } else {
+        t->ep = hc_conn_connect(a->io, l->ep_host, l->ep_port, NULL, NULL,
+                                &ep_cbs, t);
+        if (t->ep == NULL) {
+            t->ep_state = -1;
+            snprintf(t->ep_err, sizeof(t->ep_err), "cannot dial endpoint");
+        } else {
+            t->nconns++;
+            hc_conn_set_timer(t->ep,
+                              (uint64_t)a->conf->connect_timeout * 1000,
+                              ep_timeout);
+        }
+    }
+    t->rv = hc_conn_connect(a->io, t->url.host, t->url.port,
+                            tls ? a->tls : NULL, t->url.host, &rv_cbs, t);
+    if (t->rv == NULL) {
+        if (t->ep != NULL)
+            hc_conn_abort(t->ep, UV_ENOMEM, "cannot dial rendezvous");
+        if (t->nconns == 0)
+            tunnel_free(t);
+        return;
+    }
+    t->nconns++;
+    hc_conn_set_timer(t->rv, (uint64_t)a->conf->connect_timeout * 1000,
+                      rv_timeout);
+}
+
+/* ---- the control channel ---- */
+
+static void ctl_message(struct listener *l)
+{
+    struct hc_ctl_msg m;
+    char esc[80];
+
+    if (l->msg_opcode != WSLAY_TEXT_FRAME)
+        return;
+    if (hc_json_parse_ctl((const char *)l->msg, l->msg_len, &m) != 0) {
+        hc_log_warn("%s: malformed control message ignored", l->hc->name);
+        return;
+    }
+    if (m.type == HC_CTL_ACCEPT)
+        on_accept(l, &m);
+    else if (m.type == HC_CTL_REQUEST)
+        hc_log_warn("%s: HTTP request mode is not supported; request "
+                    "ignored",
+                    l->hc->name);
+    else
+        hc_log_debug("%s: control message %s ignored", l->hc->name,
+                     hc_log_escape(esc, sizeof(esc), m.name,
+                                   m.name ? strlen(m.name) : 0));
+    hc_ctl_msg_free(&m);
+}
+
+static void ctl_frame(struct hc_conn *c, int opcode, int fin, uint64_t len)
+{
+    struct listener *l = c->data;
+
+    if (opcode != WSLAY_CONTINUATION_FRAME) {
+        l->msg_len = 0;
+        l->msg_opcode = opcode;
+        l->msg_skip = 0;
+    }
+    l->msg_fin = fin;
+    if (l->msg_len + len > CTL_MSG_MAX) {
+        hc_log_warn("%s: control message over 64 KiB dropped", l->hc->name);
+        l->msg_skip = 1;
+    }
+}
+
+static void ctl_data(struct hc_conn *c, const uint8_t *data, size_t len)
+{
+    struct listener *l = c->data;
+
+    if (l->msg_skip)
+        return;
+    if (l->msg == NULL)
+        l->msg = hc_xmalloc(CTL_MSG_MAX);
+    memcpy(l->msg + l->msg_len, data, len);
+    l->msg_len += len;
+}
+
+static void ctl_frame_end(struct hc_conn *c)
+{
+    struct listener *l = c->data;
+    if (l->msg_fin && !l->msg_skip)
+        ctl_message(l);
+}
+
+static void ctl_control(struct hc_conn *c, int opcode, const uint8_t *data,
+                        size_t len)
+{
+    struct listener *l = c->data;
+
+    if (opcode == WSLAY_PONG) {
+        l->pings_out = 0;
+    } else if (opcode == WSLAY_CONNECTION_CLOSE) {
+        int code = len >= 2 ? (data[0] << 8) | data[1] : 1005;
+        char esc[130];
+        hc_log_warn("%s: relay closed the control channel (%d %s)",
+                    l->hc->name, code,
+                    hc_log_escape(esc, sizeof(esc), data + 2,
+                                  len >= 2 ? len - 2 : 0));
+        hc_conn_send_close(c, code == 1005 ? 1000 : code, "", 0);
+    }
+}
+
+static void on_renew(uv_timer_t *h)
+{
+    struct listener *l = h->data;
+    uint64_t expiry;
+    char *tok, *json;
+
+    if (l->ctl == NULL || l->status != ST_CONNECTED)
+        return;
+    tok = make_token(l, &expiry);
+    json = tok ? hc_json_renew_token(tok) : NULL;
+    hc_free_secret_str(tok);
+    if (json == NULL) {
+        hc_log_err("%s: cannot make a token", l->hc->name);
+        return;
+    }
+    hc_conn_send_frame(l->ctl, WSLAY_TEXT_FRAME, 1, json, strlen(json));
+    hc_free_secret_str(json);
+    hc_log_debug("%s: token renewed", l->hc->name);
+    uv_timer_start(&l->renew, on_renew,
+                   (uint64_t)l->a->conf->token_lifetime * 800, 0);
+}
+
+static void on_ping(uv_timer_t *h)
+{
+    struct listener *l = h->data;
+
+    if (l->ctl == NULL || l->status != ST_CONNECTED)
+        return;
+    if (l->pings_out >= 2) {
+        hc_log_warn("%s: no pong for two pings: control channel is dead",
+                    l->hc->name);
+        hc_conn_abort(l->ctl, UV_ETIMEDOUT, "no answer to pings");
+        return;
+    }
+    l->pings_out++;
+    hc_conn_send_ping(l->ctl);
+}
+
+static void ctl_connected(struct hc_conn *c)
+{
+    struct listener *l = c->data;
+    char head[4096], host[300];
+    char *tok, *path;
+    int n;
+
+    tok = make_token(l, NULL);
+    path = entity_url_path(l->hc->cs.entity_path);
+    if (tok == NULL || path == NULL || hc_http_ws_key(l->ws_key) != 0) {
+        hc_free_secret_str(tok);
+        hc_free(path);
+        hc_conn_abort(c, UV_ENOMEM, "out of memory");
+        return;
+    }
+    make_guid(l->lid);
+    host_header(host, sizeof(host), l->hc->cs.host, l->hc->cs.port);
+    n = snprintf(head, sizeof(head),
+                 "GET /$hc/%s?sb-hc-action=listen&sb-hc-id=%s HTTP/1.1\r\n"
+                 "Host: %s\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+                 "Sec-WebSocket-Key: %s\r\nSec-WebSocket-Version: 13\r\n"
+                 "ServiceBusAuthorization: %s\r\n"
+                 "Relay-User-Agent: hcmd/%s\r\n\r\n",
+                 path, l->lid, host, l->ws_key, tok, HC_VERSION);
+    hc_free_secret_str(tok);
+    hc_free(path);
+    if (n < 0 || (size_t)n >= sizeof(head)) {
+        hc_conn_abort(c, HC_ETOOBIG, "request too long");
+        return;
+    }
+    hc_conn_write(c, head, (size_t)n);
+    /* The buffer held the token. */
+    memset(head, 0, sizeof(head));
+}
+
+static void ctl_head(struct hc_conn *c, const struct hc_http_head *h)
+{
+    struct listener *l = c->data;
+    char why[300], esc[200];
+
+    hc_conn_stop_timer(c);
+    if (upgrade_ok(h, l->ws_key)) {
+        hc_conn_ws_start(c);
+        set_status(l, ST_CONNECTED, NULL);
+        l->connected_ms = uv_now(l->a->loop);
+        l->pings_out = 0;
+        l->slow_retry = 0;
+        hc_log_info("%s: connected to %s:%d as listener %s (endpoint %s:%d)",
+                    l->hc->name, l->hc->cs.host, l->hc->cs.port, l->lid,
+                    l->ep_host, l->ep_port);
+        if (l->hc->cs.key != NULL)
+            uv_timer_start(&l->renew, on_renew,
+                           (uint64_t)l->a->conf->token_lifetime * 800, 0);
+        uv_timer_start(&l->ping, on_ping,
+                       (uint64_t)l->a->conf->ping_interval * 1000,
+                       (uint64_t)l->a->conf->ping_interval * 1000);
+        return;
+    }
+    snprintf(why, sizeof(why), "relay answered %d %s", h->status,
+             hc_log_escape(esc, sizeof(esc), h->reason, h->reason_len));
+    if (h->status == 401 || h->status == 403) {
+        set_status(l, ST_UNAUTHORIZED, why);
+        l->slow_retry = 1;
+    } else if (h->status == 404) {
+        set_status(l, ST_NOT_FOUND, why);
+        l->slow_retry = 1;
+    } else {
+        set_status(l, ST_DISCONNECTED, why);
+    }
+    hc_conn_abort(c, HC_EAUTH, why);
+}
+
+static void ctl_close(struct hc_conn *c, int err, const char *reason)
+{
+    struct listener *l = c->data;
+
+    l->ctl = NULL;
+    uv_timer_stop(&l->renew);
+    uv_timer_stop(&l->ping);
+    if (l->closing)
+        return;
+    /* An answer such as 401 already set the status and the reason. */
+    if (l->status == ST_CONNECTED || l->status == ST_CONNECTING ||
+        l->status == ST_DISCONNECTED)
+        set_status(l, ST_DISCONNECTED, reason);
+    if (l->connected_ms != 0 &&
+        uv_now(l->a->loop) - l->connected_ms >= HEALTHY_MS)
+        l->attempt = 0;
+    l->connected_ms = 0;
+    hc_log_warn("%s: control channel down: %s", l->hc->name, l->last_error);
+    schedule_retry(l);
+}
+
+static void ctl_timeout(struct hc_conn *c)
+{
+    hc_conn_abort(c, UV_ETIMEDOUT, "handshake timed out");
+}
+
+static const struct hc_conn_cbs ctl_cbs = {
+    .on_connected = ctl_connected,
+    .on_head = ctl_head,
+    .on_frame = ctl_frame,
+    .on_data = ctl_data,
+    .on_frame_end = ctl_frame_end,
+    .on_control = ctl_control,
+    .on_close = ctl_close,
+};
+
+/* ---- the entity description (endpoint from userMetadata) ---- */
+
+static void meta_connected(struct hc_conn *c)
+{
+    struct listener *l = c->data;
+    char head[4096], host[300];
+    char *tok, *path;
+    int n;
+
+    tok = make_token(l, NULL);
+    path = entity_url_path(l->hc->cs.entity_path);
+    if (tok == NULL || path == NULL) {
+        hc_free_secret_str(tok);
+        hc_free(path);
+        hc_conn_abort(c, UV_ENOMEM, "out of memory");
+        return;
+    }
+    host_header(host, sizeof(host), l->hc->cs.host, l->hc->cs.port);
+    n = snprintf(head, sizeof(head),
+                 "GET /%s?api-version=2016-07 HTTP/1.1\r\nHost: %s\r\n"
+                 "Authorization: %s\r\nX-PROCESS-AT: ServiceBus\r\n"
+                 "Connection: close\r\n\r\n",
+                 path, host, tok);
+    hc_free_secret_str(tok);
+    hc_free(path);
+    hc_conn_write(c, head, (size_t)n);
+    memset(head, 0, sizeof(head));
+}
+
+static void meta_head(struct hc_conn *c, const struct hc_http_head *h)
+{
+    struct listener *l = c->data;
+    l->meta_status = h->status;
+    hc_conn_raw_start(c);
+}
+
+static void meta_data(struct hc_conn *c, const uint8_t *data, size_t len)
+{
+    struct listener *l = c->data;
+    char *p;
+
+    if (l->meta_len + len > META_BODY_MAX) {
+        hc_conn_abort(c, HC_ETOOBIG, "entity description too large");
+        return;
+    }
+    p = hc_realloc(l->meta_body, l->meta_len + len + 1);
+    if (p == NULL) {
+        hc_conn_abort(c, UV_ENOMEM, "out of memory");
+        return;
+    }
+    memcpy(p + l->meta_len, data, len);
+    l->meta_body = p;
+    l->meta_len += len;
+    p[l->meta_len] = '\0';
+}
+
+static void meta_close(struct hc_conn *c, int err, const char *reason)
+{
+    struct listener *l = c->data;
+    char why[300];
+    long status = l->meta_status;
+
+    l->meta = NULL;
+    if (l->closing)
+        goto out;
+    if (status == 0) {
+        snprintf(why, sizeof(why), "reading the endpoint from the relay: %s",
+                 reason);
+        set_status(l, ST_DISCONNECTED, why);
+    } else if (status == 401 || status == 403) {
+        snprintf(why, sizeof(why), "reading the endpoint from the relay: "
+                                   "relay answered %ld",
+                 status);
+        set_status(l, ST_UNAUTHORIZED, why);
+        l->slow_retry = 1;
+    } else if (status != 200) {
+        snprintf(why, sizeof(why), "reading the endpoint from the relay: "
+                                   "relay answered %ld",
+                 status);
+        set_status(l, ST_NOT_FOUND, why);
+        l->slow_retry = 1;
+    } else {
+        char e[200];
+        int rc = hc_agent_meta_endpoint(l->meta_body ? l->meta_body : "",
+                                        l->meta_len, l->ep_host,
+                                        sizeof(l->ep_host), &l->ep_port, e,
+                                        sizeof(e));
+        if (rc == 0) {
+            l->have_ep = 1;
+            hc_log_info("%s: endpoint %s:%d (from the relay's user "
+                        "metadata)",
+                        l->hc->name, l->ep_host, l->ep_port);
+            hc_free(l->meta_body);
+            l->meta_body = NULL;
+            l->meta_len = 0;
+            listener_connect(l);
+            return;
+        }
+        snprintf(why, sizeof(why), "hybrid connection %s: %s",
+                 l->hc->cs.entity_path, e);
+        set_status(l, ST_NO_ENDPOINT, why);
+        l->slow_retry = 1;
+    }
+    hc_log_warn("%s: %s", l->hc->name, why);
+    schedule_retry(l);
+out:
+    hc_free(l->meta_body);
+    l->meta_body = NULL;
+    l->meta_len = 0;
+}
+
+static const struct hc_conn_cbs meta_cbs = {
+    .on_connected = meta_connected,
+    .on_head = meta_head,
+    .on_data = meta_data,
+    .on_close = meta_close,
+};
+
+/* ---- connecting and retrying ---- */
+
+static void listener_connect(struct listener *l)
+{
+    struct hc_agent *a = l->a;
+    struct hc_agent_hc *hc = l->hc;
+
+    if (l->closing || a->stopping)
+        return;
+    if (!hc->has_endpoint && !l->have_ep) {
+        l->meta_status = 0;
+        l->meta = hc_conn_connect(a->io, hc->cs.host, hc->cs.port, a->tls,
+                                  hc->cs.host, &meta_cbs, l);
+        if (l->meta == NULL)
+            schedule_retry(l);
+        else
+            hc_conn_set_timer(l->meta, (uint64_t)a->conf->connect_timeout *
+                                           1000,
+                              ctl_timeout);
+        return;
+    }
+    if (l->status != ST_UNAUTHORIZED && l->status != ST_NOT_FOUND)
+        set_status(l, ST_CONNECTING, NULL);
+    l->ctl = hc_conn_connect(a->io, hc->cs.host, hc->cs.port, a->tls,
+                             hc->cs.host, &ctl_cbs, l);
+    if (l->ctl == NULL) {
+        schedule_retry(l);
+        return;
+    }
+    hc_conn_set_timer(l->ctl, (uint64_t)a->conf->connect_timeout * 1000,
+                      ctl_timeout);
+}
+
+static void on_retry(uv_timer_t *h)
+{
+    struct listener *l = h->data;
+    /* The endpoint may have changed in the metadata: read it again. */
+    if (!l->hc->has_endpoint)
+        l->have_ep = 0;
+    listener_connect(l);
+}
+
+/* Full jitter: a random delay up to min(cap, 250 ms * 2^attempt). */
+static void schedule_retry(struct listener *l)
+{
+    uint64_t cap = (uint64_t)l->a->conf->retry_max * 1000;
+    uint64_t ceiling, delay;
+
+    if (l->closing || l->a->stopping)
+        return;
+    if (l->slow_retry) {
+        delay = cap; /* auth or missing entity: try again, but slowly */
+    } else {
+        ceiling = RETRY_FIRST_MS << (l->attempt < 20 ? l->attempt : 20);
+        if (ceiling > cap)
+            ceiling = cap;
+        delay = rnd() % (ceiling + 1);
+        l->attempt++;
+    }
+    hc_log_debug("%s: next attempt in %llu ms", l->hc->name,
+                 (unsigned long long)delay);
+    uv_timer_start(&l->retry, on_retry, delay, 0);
+}
+
+/* ---- the agent ---- */
+
+int hc_agent_new(struct hc_agent **out, uv_loop_t *loop,
+                 struct hc_agent_conf *conf, char *err, size_t errlen)
+{
+    struct hc_agent *a = hc_xcalloc(1, sizeof(*a));
+    struct listener **tail = &a->listeners;
+    int rc;
+
+    a->loop = loop;
+    a->conf = conf;
+    rc = hc_tls_conf_client(&a->tls, conf->ca_file, conf->tls_verify, err,
+                            errlen);
+    if (rc != 0) {
+        hc_agent_conf_free(conf);
+        hc_free(a);
+        return rc;
+    }
+    if (!conf->tls_verify)
+        hc_log_warn("TLS CERTIFICATE VERIFICATION IS OFF (tls_verify = "
+                    "false): anyone on the path can read and change the "
+                    "traffic. Use this for tests only.");
+    a->io = hc_io_new(loop);
+    for (struct hc_agent_hc *hc = conf->hcs; hc != NULL; hc = hc->next) {
+        struct listener *l = hc_xcalloc(1, sizeof(*l));
+        l->a = a;
+        l->hc = hc;
+        l->status = ST_CONNECTING;
+        if (hc->has_endpoint) {
+            snprintf(l->ep_host, sizeof(l->ep_host), "%s", hc->endpoint_host);
+            l->ep_port = hc->endpoint_port;
+            l->have_ep = 1;
+        }
+        uv_timer_init(loop, &l->retry);
+        uv_timer_init(loop, &l->renew);
+        uv_timer_init(loop, &l->ping);
+        l->retry.data = l->renew.data = l->ping.data = l;
+        *tail = l;
+        tail = &l->next;
+    }
+    *out = a;
+    return 0;
+}
+
+void hc_agent_start(struct hc_agent *a)
+{
+    for (struct listener *l = a->listeners; l != NULL; l = l->next) {
+        if (l->hc->cs.sas != NULL)
+            hc_log_warn("%s: the connection string holds a fixed "
+                        "SharedAccessSignature; it cannot be renewed",
+                        l->hc->name);
+        listener_connect(l);
+    }
+}
+
+void hc_agent_stop(struct hc_agent *a)
+{
+    if (a->stopping)
+        return;
+    a->stopping = 1;
+    for (struct listener *l = a->listeners; l != NULL; l = l->next) {
+        l->closing = 1;
+        uv_timer_stop(&l->retry);
+        uv_timer_stop(&l->renew);
+        uv_timer_stop(&l->ping);
+        if (l->ctl != NULL) {
+            hc_conn_send_close(l->ctl, 1000, "Normal Closure", 14);
+            hc_conn_close(l->ctl, 0, "agent stopping");
+        }
+        if (l->meta != NULL)
+            hc_conn_abort(l->meta, 0, "agent stopping");
+    }
+    for (struct tunnel *t = a->tunnels, *next; t != NULL; t = next) {
+        next = t->next;
+        if (t->sp != NULL) {
+            if (t->sp->ws != NULL && !t->sp->ws_gone)
+                hc_conn_send_close(t->sp->ws, 1001, "agent stopping", 14);
+            if (t->sp->ws != NULL && !t->sp->ws_gone)
+                hc_conn_close(t->sp->ws, 0, "agent stopping");
+            if (t->sp != NULL && t->sp->tcp != NULL && !t->sp->tcp_gone)
+                hc_conn_close(t->sp->tcp, 0, "agent stopping");
+        } else {
+            if (t->rv != NULL)
+                hc_conn_abort(t->rv, 0, "agent stopping");
+            if (t->ep != NULL)
+                hc_conn_abort(t->ep, 0, "agent stopping");
+        }
+    }
+    for (struct listener *l = a->listeners; l != NULL; l = l->next) {
+        uv_close((uv_handle_t *)&l->retry, NULL);
+        uv_close((uv_handle_t *)&l->renew, NULL);
+        uv_close((uv_handle_t *)&l->ping, NULL);
+    }
+}
+
+void hc_agent_free(struct hc_agent *a)
+{
+    if (a == NULL)
+        return;
+    while (a->listeners != NULL) {
+        struct listener *l = a->listeners;
+        a->listeners = l->next;
+        hc_free(l->msg);
+        hc_free(l->meta_body);
+        hc_free(l);
+    }
+    hc_io_free(a->io);
+    hc_tls_conf_free(a->tls);
+    hc_agent_conf_free(a->conf);
+    hc_free(a);
+}
