@@ -952,7 +952,10 @@ static void on_close(struct hc_conn *c, int err, const char *reason)
             struct rconn *p = rc->peer;
             log_tunnel_end(rc, reason);
             p->peer = NULL;
-            if (!p->c->closing) {
+            if (!p->c->closing && p->c->in_tx_frame) {
+                /* Half a frame went out: the stream cannot be ended cleanly. */
+                hc_conn_abort(p->c, HC_EPROTO, "peer went away mid-frame");
+            } else if (!p->c->closing) {
                 if (p->c->close_sent)
                     hc_conn_close(p->c, 0, "peer closed");
                 else
