@@ -15,24 +15,24 @@
 
 struct hc_agent_hc {
     char *name;
-    struct hc_connstr cs;  /* parsed connection_string; holds the key */
+    struct hc_connstr cs; /* parsed connection_string; holds the key */
     char endpoint_host[256];
     int endpoint_port;
-    int has_endpoint;      /* from the file; else read from userMetadata */
+    int has_endpoint; /* from the file; else read from userMetadata */
     int line;
     struct hc_agent_hc *next;
 };
 
 struct hc_agent_conf {
     char *path;
-    char *ca_file;         /* NULL: the system store */
+    char *ca_file; /* NULL: the system store */
     int tls_verify;
     int log_level;
     long max_tunnels;
-    long token_lifetime;   /* seconds */
-    long ping_interval;    /* seconds */
-    long retry_max;        /* seconds, the reconnect backoff cap */
-    long connect_timeout;  /* seconds, endpoint and rendezvous dials */
+    long token_lifetime;  /* seconds */
+    long ping_interval;   /* seconds */
+    long retry_max;       /* seconds, the reconnect backoff cap */
+    long connect_timeout; /* seconds, endpoint and rendezvous dials */
     struct hc_agent_hc *hcs;
 };
 
@@ -51,8 +51,7 @@ void hc_agent_conf_free(struct hc_agent_conf *conf);
  * Returns 0, HC_ENOTFOUND (no such item; reason in err) or HC_ESYNTAX.
  */
 int hc_agent_meta_endpoint(const char *xml, size_t len, char *host,
-                           size_t hostcap, int *port, char *err,
-                           size_t errlen);
+                           size_t hostcap, int *port, char *err, size_t errlen);
 
 struct hc_agent;
 

@@ -36,6 +36,7 @@ struct hc_conf_ctx {
     char **long_values;
     size_t nlong;
     hc_conf_cb cb;
+    char section[256]; /* the current section's name as written */
 };
 
 /*
@@ -45,8 +46,8 @@ struct hc_conf_ctx {
  * caller frees), or a negative libuv code when the file cannot be read
  * (*errors gets one line).
  */
-int hc_conf_parse(const char *path, const char *text, hc_conf_cb cb,
-                  void *user, char **errors);
+int hc_conf_parse(const char *path, const char *text, hc_conf_cb cb, void *user,
+                  char **errors);
 
 /* Report an error at the current line. */
 void hc_conf_err(struct hc_conf_ctx *ctx, const char *fmt, ...)

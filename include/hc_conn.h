@@ -26,7 +26,7 @@
 #include "hc_http.h"
 #include "hc_tls.h"
 
-#define HC_CONN_HEAD_MAX (32 * 1024) /* request or response head */
+#define HC_CONN_HEAD_MAX (32 * 1024)  /* request or response head */
 #define HC_CONN_EARLY_MAX (64 * 1024) /* bytes held before the upgrade */
 
 enum hc_conn_state {
@@ -158,8 +158,8 @@ int hc_conn_raw_start(struct hc_conn *c);
 void hc_conn_shutdown(struct hc_conn *c);
 
 /* A whole frame. Returns 0, UV_ENOMEM or HC_EPROTO (bad use). */
-int hc_conn_send_frame(struct hc_conn *c, int opcode, int fin,
-                       const void *data, size_t len);
+int hc_conn_send_frame(struct hc_conn *c, int opcode, int fin, const void *data,
+                       size_t len);
 /* A frame of len payload bytes given in pieces by hc_conn_send_data. */
 int hc_conn_send_start(struct hc_conn *c, int opcode, int fin, uint64_t len);
 int hc_conn_send_data(struct hc_conn *c, const void *data, size_t len);

@@ -45,9 +45,9 @@ struct hc_relay_conf {
     char *hostname;
     int log_level;
     long max_connections;
-    long handshake_timeout;  /* seconds */
-    long rendezvous_timeout; /* seconds */
-    long token_grace;        /* seconds */
+    long handshake_timeout;      /* seconds */
+    long rendezvous_timeout;     /* seconds */
+    long token_grace;            /* seconds */
     struct hc_relay_rule *rules; /* namespace level */
     struct hc_relay_hc *hcs;
 };

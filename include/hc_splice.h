@@ -25,6 +25,7 @@ struct hc_splice {
     void *data; /* the owner's */
     unsigned tcp_eof : 1, ws_close_rcvd : 1, tcp_gone : 1, ws_gone : 1,
         tcp_paused : 1, ws_paused : 1;
+    int depth; /* callbacks of ours on the stack */
     /* Filled in as the connections end. */
     uint64_t bytes_to_tcp, bytes_from_tcp;
     uint64_t start_ms, end_ms;
@@ -39,6 +40,12 @@ struct hc_splice {
  */
 struct hc_splice *hc_splice_new(struct hc_conn *tcp, struct hc_conn *ws,
                                 hc_splice_done_cb done, void *data);
+/*
+ * End the tunnel: a Close with code and reason towards the WebSocket, then
+ * both connections close after what is queued. done may run before this
+ * returns: s must not be used afterwards.
+ */
+void hc_splice_close(struct hc_splice *s, int code, const char *reason);
 void hc_splice_free(struct hc_splice *s);
 
 #endif

@@ -55,8 +55,8 @@ struct listener {
     struct listener *next;
     enum status status;
     char last_error[256];
-    struct hc_conn *ctl;   /* control channel, NULL when down */
-    struct hc_conn *meta;  /* entity description request */
+    struct hc_conn *ctl;  /* control channel, NULL when down */
+    struct hc_conn *meta; /* entity description request */
     uv_timer_t retry, renew, ping;
     int attempt;
     int slow_retry; /* the last failure was an auth or not-found answer */
@@ -243,17 +243,16 @@ static void splice_done(struct hc_splice *sp)
     struct tunnel *t = sp->data;
     char esc[200];
 
-    hc_log_info("tunnel %s id=%s sender=%s:%d endpoint=%s:%d "
-                "bytes_to_endpoint=%llu bytes_to_sender=%llu duration_ms=%llu "
-                "reason=\"%s\"",
-                t->l ? t->l->hc->name : "?", t->id,
-                t->remote[0] ? t->remote : "-", t->remote_port,
-                t->l ? t->l->ep_host : "-", t->l ? t->l->ep_port : 0,
-                (unsigned long long)sp->bytes_to_tcp,
-                (unsigned long long)sp->bytes_from_tcp,
-                (unsigned long long)(sp->end_ms - sp->start_ms),
-                hc_log_escape(esc, sizeof(esc), sp->reason,
-                              strlen(sp->reason)));
+    hc_log_info(
+        "tunnel %s id=%s sender=%s:%d endpoint=%s:%d "
+        "bytes_to_endpoint=%llu bytes_to_sender=%llu duration_ms=%llu "
+        "reason=\"%s\"",
+        t->l ? t->l->hc->name : "?", t->id, t->remote[0] ? t->remote : "-",
+        t->remote_port, t->l ? t->l->ep_host : "-", t->l ? t->l->ep_port : 0,
+        (unsigned long long)sp->bytes_to_tcp,
+        (unsigned long long)sp->bytes_from_tcp,
+        (unsigned long long)(sp->end_ms - sp->start_ms),
+        hc_log_escape(esc, sizeof(esc), sp->reason, strlen(sp->reason)));
     hc_splice_free(sp);
     tunnel_free(t);
 }
@@ -282,19 +281,18 @@ static void tunnel_request(struct tunnel *t)
         t->rejecting = 1;
         desc = hc_url_encode(t->ep_err, strlen(t->ep_err));
     }
-    n = snprintf(head, sizeof(head),
-                 "GET %s%s%s%s%s%s HTTP/1.1\r\nHost: %s\r\n"
-                 "Upgrade: websocket\r\nConnection: Upgrade\r\n"
-                 "Sec-WebSocket-Key: %s\r\nSec-WebSocket-Version: 13\r\n"
-                 "%s%s%s\r\n",
-                 t->url.path, q[0] ? "?" : "", q,
-                 t->rejecting ? (q[0] ? "&" : "?") : "",
-                 t->rejecting ? "sb-hc-statusCode=502&sb-hc-statusDescription="
-                              : "",
-                 desc ? desc : "", host, t->ws_key,
-                 t->protocol && !t->rejecting ? "Sec-WebSocket-Protocol: " : "",
-                 t->protocol && !t->rejecting ? t->protocol : "",
-                 t->protocol && !t->rejecting ? "\r\n" : "");
+    n = snprintf(
+        head, sizeof(head),
+        "GET %s%s%s%s%s%s HTTP/1.1\r\nHost: %s\r\n"
+        "Upgrade: websocket\r\nConnection: Upgrade\r\n"
+        "Sec-WebSocket-Key: %s\r\nSec-WebSocket-Version: 13\r\n"
+        "%s%s%s\r\n",
+        t->url.path, q[0] ? "?" : "", q, t->rejecting ? (q[0] ? "&" : "?") : "",
+        t->rejecting ? "sb-hc-statusCode=502&sb-hc-statusDescription=" : "",
+        desc ? desc : "", host, t->ws_key,
+        t->protocol && !t->rejecting ? "Sec-WebSocket-Protocol: " : "",
+        t->protocol && !t->rejecting ? t->protocol : "",
+        t->protocol && !t->rejecting ? "\r\n" : "");
     hc_free(desc);
     if (n < 0 || (size_t)n >= sizeof(head)) {
         hc_conn_abort(t->rv, HC_ETOOBIG, "rendezvous address too long");
@@ -329,8 +327,7 @@ static void ep_close(struct hc_conn *c, int err, const char *reason)
     t->ep = NULL;
     if (t->ep_state == 0 || t->ep_state == 1) {
         snprintf(t->ep_err, sizeof(t->ep_err), "endpoint %s:%d: %s",
-                 t->l ? t->l->ep_host : "?", t->l ? t->l->ep_port : 0,
-                 reason);
+                 t->l ? t->l->ep_host : "?", t->l ? t->l->ep_port : 0, reason);
         t->ep_state = -1;
         if (t->rv != NULL && !t->requested)
             tunnel_request(t);
@@ -459,8 +456,8 @@ static void on_accept(struct listener *l, const struct hc_ctl_msg *m)
     tls = strcmp(t->url.scheme, "wss") == 0;
     if (a->ntunnels > a->conf->max_tunnels) {
         t->ep_state = -1;
-        snprintf(t->ep_err, sizeof(t->ep_err),
-                 "tunnel limit (%ld) reached", a->conf->max_tunnels);
+        snprintf(t->ep_err, sizeof(t->ep_err), "tunnel limit (%ld) reached",
+                 a->conf->max_tunnels);
         hc_log_warn("%s: %s: rejecting sender", l->hc->name, t->ep_err);
     } else {
         t->ep = hc_conn_connect(a->io, l->ep_host, l->ep_port, NULL, NULL,
@@ -470,8 +467,7 @@ static void on_accept(struct listener *l, const struct hc_ctl_msg *m)
             snprintf(t->ep_err, sizeof(t->ep_err), "cannot dial endpoint");
         } else {
             t->nconns++;
-            hc_conn_set_timer(t->ep,
-                              (uint64_t)a->conf->connect_timeout * 1000,
+            hc_conn_set_timer(t->ep, (uint64_t)a->conf->connect_timeout * 1000,
                               ep_timeout);
         }
     }
@@ -560,10 +556,9 @@ static void ctl_control(struct hc_conn *c, int opcode, const uint8_t *data,
     } else if (opcode == WSLAY_CONNECTION_CLOSE) {
         int code = len >= 2 ? (data[0] << 8) | data[1] : 1005;
         char esc[130];
-        hc_log_warn("%s: relay closed the control channel (%d %s)",
-                    l->hc->name, code,
-                    hc_log_escape(esc, sizeof(esc), data + 2,
-                                  len >= 2 ? len - 2 : 0));
+        hc_log_warn(
+            "%s: relay closed the control channel (%d %s)", l->hc->name, code,
+            hc_log_escape(esc, sizeof(esc), data + 2, len >= 2 ? len - 2 : 0));
         hc_conn_send_close(c, code == 1005 ? 1000 : code, "", 0);
     }
 }
@@ -784,23 +779,24 @@ static void meta_close(struct hc_conn *c, int err, const char *reason)
                  reason);
         set_status(l, ST_DISCONNECTED, why);
     } else if (status == 401 || status == 403) {
-        snprintf(why, sizeof(why), "reading the endpoint from the relay: "
-                                   "relay answered %ld",
+        snprintf(why, sizeof(why),
+                 "reading the endpoint from the relay: "
+                 "relay answered %ld",
                  status);
         set_status(l, ST_UNAUTHORIZED, why);
         l->slow_retry = 1;
     } else if (status != 200) {
-        snprintf(why, sizeof(why), "reading the endpoint from the relay: "
-                                   "relay answered %ld",
+        snprintf(why, sizeof(why),
+                 "reading the endpoint from the relay: "
+                 "relay answered %ld",
                  status);
         set_status(l, ST_NOT_FOUND, why);
         l->slow_retry = 1;
     } else {
         char e[200];
-        int rc = hc_agent_meta_endpoint(l->meta_body ? l->meta_body : "",
-                                        l->meta_len, l->ep_host,
-                                        sizeof(l->ep_host), &l->ep_port, e,
-                                        sizeof(e));
+        int rc = hc_agent_meta_endpoint(
+            l->meta_body ? l->meta_body : "", l->meta_len, l->ep_host,
+            sizeof(l->ep_host), &l->ep_port, e, sizeof(e));
         if (rc == 0) {
             l->have_ep = 1;
             hc_log_info("%s: endpoint %s:%d (from the relay's user "
@@ -848,8 +844,8 @@ static void listener_connect(struct listener *l)
         if (l->meta == NULL)
             schedule_retry(l);
         else
-            hc_conn_set_timer(l->meta, (uint64_t)a->conf->connect_timeout *
-                                           1000,
+            hc_conn_set_timer(l->meta,
+                              (uint64_t)a->conf->connect_timeout * 1000,
                               ctl_timeout);
         return;
     }
@@ -971,17 +967,14 @@ void hc_agent_stop(struct hc_agent *a)
     for (struct tunnel *t = a->tunnels, *next; t != NULL; t = next) {
         next = t->next;
         if (t->sp != NULL) {
-            if (t->sp->ws != NULL && !t->sp->ws_gone)
-                hc_conn_send_close(t->sp->ws, 1001, "agent stopping", 14);
-            if (t->sp->ws != NULL && !t->sp->ws_gone)
-                hc_conn_close(t->sp->ws, 0, "agent stopping");
-            if (t->sp != NULL && t->sp->tcp != NULL && !t->sp->tcp_gone)
-                hc_conn_close(t->sp->tcp, 0, "agent stopping");
+            hc_splice_close(t->sp, 1001, "agent stopping"); /* may free t */
         } else {
-            if (t->rv != NULL)
-                hc_conn_abort(t->rv, 0, "agent stopping");
-            if (t->ep != NULL)
-                hc_conn_abort(t->ep, 0, "agent stopping");
+            /* The last of the two to close frees t. */
+            struct hc_conn *rv = t->rv, *ep = t->ep;
+            if (rv != NULL)
+                hc_conn_abort(rv, 0, "agent stopping");
+            if (ep != NULL)
+                hc_conn_abort(ep, 0, "agent stopping");
         }
     }
     for (struct listener *l = a->listeners; l != NULL; l = l->next) {

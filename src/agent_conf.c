@@ -47,8 +47,7 @@ static int name_ok(const char *s)
     if (*s == '\0' || strlen(s) > 64)
         return 0;
     for (; *s; s++)
-        if (!isalnum((unsigned char)*s) && *s != '-' && *s != '_' &&
-            *s != '.')
+        if (!isalnum((unsigned char)*s) && *s != '-' && *s != '_' && *s != '.')
             return 0;
     return 1;
 }
@@ -82,15 +81,17 @@ static void begin_section(struct hc_conf_ctx *ctx, struct load *ld,
         while (*name == ' ')
             name++;
         if (!name_ok(name)) {
-            hc_conf_err(ctx, "bad connection name '%s': 1 to 64 letters, "
-                             "digits, - _ .",
+            hc_conf_err(ctx,
+                        "bad connection name '%s': 1 to 64 letters, "
+                        "digits, - _ .",
                         name);
             return;
         }
         for (h = conf->hcs; h != NULL; h = h->next) {
             if (strcmp(h->name, name) == 0) {
-                hc_conf_err(ctx, "connection %s is defined twice (first on "
-                                 "line %d)",
+                hc_conf_err(ctx,
+                            "connection %s is defined twice (first on "
+                            "line %d)",
                             name, h->line);
                 return;
             }
@@ -105,8 +106,9 @@ static void begin_section(struct hc_conf_ctx *ctx, struct load *ld,
         ld->kind = SEC_CONN;
     } else {
         ld->kind = SEC_BAD;
-        hc_conf_err(ctx, "unknown section [%s] (expected [hcmd] or "
-                         "[connection NAME])",
+        hc_conf_err(ctx,
+                    "unknown section [%s] (expected [hcmd] or "
+                    "[connection NAME])",
                     section);
     }
 }
@@ -234,8 +236,9 @@ int hc_agent_conf_load(const char *path, struct hc_agent_conf **out,
     ctx.nerr = rc == HC_ECONFIG;
     end_connection(&ctx, &ld);
     if (conf->hcs == NULL && ctx.nerr == 0)
-        hc_conf_err_at(&ctx, 0, "no [connection NAME] section: nothing to "
-                                "do");
+        hc_conf_err_at(&ctx, 0,
+                       "no [connection NAME] section: nothing to "
+                       "do");
     *errors = ctx.errors;
     if (ctx.nerr) {
         hc_agent_conf_free(conf);
@@ -287,8 +290,7 @@ static size_t xml_unescape(char *s, size_t len)
 }
 
 int hc_agent_meta_endpoint(const char *xml, size_t len, char *host,
-                           size_t hostcap, int *port, char *err,
-                           size_t errlen)
+                           size_t hostcap, int *port, char *err, size_t errlen)
 {
     static const char open_tag[] = "<UserMetadata>";
     static const char close_tag[] = "</UserMetadata>";
@@ -301,8 +303,9 @@ int hc_agent_meta_endpoint(const char *xml, size_t len, char *host,
 
     a = memmem(xml, len, open_tag, sizeof(open_tag) - 1);
     if (a == NULL) {
-        snprintf(err, errlen, "the relay's description has no user "
-                              "metadata");
+        snprintf(err, errlen,
+                 "the relay's description has no user "
+                 "metadata");
         return HC_ENOTFOUND;
     }
     a += sizeof(open_tag) - 1;
@@ -320,8 +323,9 @@ int hc_agent_meta_endpoint(const char *xml, size_t len, char *host,
     root = json_loadb(text, tlen, JSON_REJECT_DUPLICATES, &jerr);
     hc_free(text);
     if (root == NULL || !json_is_array(root)) {
-        snprintf(err, errlen, "user metadata is not a JSON array of "
-                              "{\"key\",\"value\"} items");
+        snprintf(err, errlen,
+                 "user metadata is not a JSON array of "
+                 "{\"key\",\"value\"} items");
         json_decref(root);
         return HC_ESYNTAX;
     }

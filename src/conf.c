@@ -25,14 +25,15 @@ static void err_va(struct hc_conf_ctx *ctx, int lineno, const char *fmt,
 
     vsnprintf(msg, sizeof(msg), fmt, ap);
     if (lineno > 0)
-        n = snprintf(line, sizeof(line), "%s:%d: %s\n", ctx->path, lineno,
-                     msg);
+        n = snprintf(line, sizeof(line), "%s:%d: %s\n", ctx->path, lineno, msg);
     else
         n = snprintf(line, sizeof(line), "%s: %s\n", ctx->path, msg);
     if (n < 0)
         return;
-    if ((size_t)n >= sizeof(line))
+    if ((size_t)n >= sizeof(line)) {
         n = sizeof(line) - 1;
+        line[n - 1] = '\n'; /* cut, but still one line */
+    }
     ctx->nerr++;
     p = hc_realloc(ctx->errors, ctx->errors_len + (size_t)n + 1);
     if (p == NULL)
@@ -74,12 +75,14 @@ static long keep_long(struct hc_conf_ctx *ctx, const char *v, size_t len)
 
 /*
  * inih's reader: one line per call, like fgets. num is inih's buffer size.
- * Lines that would confuse or overflow inih are checked and rewritten here.
+ * Every line is checked here and handed on in a form inih cannot misread:
+ * indentation and inline comments removed, a section as a placeholder (its
+ * real name is kept in ctx), and a value too long for inih as a reference.
  */
 static char *reader(char *str, int num, void *stream)
 {
     struct hc_conf_ctx *ctx = stream;
-    const char *s, *e, *nl;
+    const char *s, *e, *nl, *c;
     size_t len;
 
     if (ctx->cur >= ctx->end)
@@ -89,38 +92,48 @@ static char *reader(char *str, int num, void *stream)
     e = nl ? nl : ctx->end;
     ctx->cur = nl ? nl + 1 : ctx->end;
     ctx->lineno++;
-    /* The UTF-8 byte order mark on line 1 (inih knows it, we strip it). */
+    str[0] = '\0';
+    /* The UTF-8 byte order mark on line 1. */
     if (ctx->lineno == 1 && e - s >= 3 && memcmp(s, "\xEF\xBB\xBF", 3) == 0)
         s += 3;
-    while (s < e && (*s == ' ' || *s == '\t'))
-        s++;
-    while (e > s && (e[-1] == '\r' || e[-1] == ' ' || e[-1] == '\t'))
-        e--;
-    len = (size_t)(e - s);
-    str[0] = '\0';
-    if (len == 0 || *s == ';' || *s == '#')
-        return str; /* blank or comment: inih need not see it */
-    if (memchr(s, '\0', len) != NULL) {
+    if (memchr(s, '\0', (size_t)(e - s)) != NULL) {
         hc_conf_err(ctx, "NUL byte in line");
         return str;
     }
+    while (s < e && (*s == ' ' || *s == '\t'))
+        s++;
+    if (s == e || *s == ';' || *s == '#')
+        return str; /* blank or comment: inih need not see it */
+    /* An inline comment: ';' after whitespace, as inih defines it. */
+    for (c = s + 1; c < e; c++) {
+        if (*c == ';' && isspace((unsigned char)c[-1])) {
+            e = c;
+            break;
+        }
+    }
+    while (e > s && isspace((unsigned char)e[-1]))
+        e--;
+    len = (size_t)(e - s);
+    if (len == 0)
+        return str; /* only a line end such as "\r" */
     if (*s == '[') {
         const char *close = memchr(s, ']', len);
         if (close == NULL) {
             hc_conf_err(ctx, "section header without ']'");
             return str;
         }
-        if ((size_t)(close - s) + 3 > (size_t)num) {
+        if ((size_t)(close - s - 1) >= sizeof(ctx->section)) {
             hc_conf_err(ctx, "section name too long");
             return str;
         }
+        memcpy(ctx->section, s + 1, (size_t)(close - s - 1));
+        ctx->section[close - s - 1] = '\0';
         /* inih reports no section without keys: tell the caller here. */
-        {
-            char name[256];
-            snprintf(name, sizeof(name), "%.*s", (int)(close - s - 1), s + 1);
-            ctx->cb(ctx, name, NULL, NULL);
-        }
-    } else {
+        ctx->cb(ctx, ctx->section, NULL, NULL);
+        snprintf(str, (size_t)num, "[s]\n");
+        return str;
+    }
+    {
         const char *eq = s;
         while (eq < e && *eq != '=' && *eq != ':')
             eq++;
@@ -135,30 +148,21 @@ static char *reader(char *str, int num, void *stream)
         }
         if (len + 2 > (size_t)num) {
             /* Too long for inih: pass a reference to the value instead. */
-            const char *v = eq + 1, *ve = e, *c;
+            const char *v = eq + 1, *ve = e;
             long idx;
             if ((size_t)(eq - s) + 40 > (size_t)num) {
                 hc_conf_err(ctx, "key name too long");
                 return str;
             }
-            /* Same inline-comment rule as inih: whitespace, then ';'. */
-            for (c = v; c < ve; c++) {
-                if (*c == ';' && c > v && isspace((unsigned char)c[-1])) {
-                    ve = c;
-                    break;
-                }
-            }
             while (v < ve && isspace((unsigned char)*v))
                 v++;
-            while (ve > v && isspace((unsigned char)ve[-1]))
-                ve--;
             idx = keep_long(ctx, v, (size_t)(ve - v));
             if (idx < 0) {
                 hc_conf_err(ctx, "out of memory");
                 return str;
             }
-            snprintf(str, (size_t)num, "%.*s=" LONG_TAG "%ld\n",
-                     (int)(eq - s), s, idx);
+            snprintf(str, (size_t)num, "%.*s=" LONG_TAG "%ld\n", (int)(eq - s),
+                     s, idx);
             return str;
         }
     }
@@ -179,11 +183,13 @@ static int handler(void *user, const char *section, const char *name,
         if (idx < ctx->nlong)
             value = ctx->long_values[idx];
     }
-    ctx->cb(ctx, section, name, value);
+    (void)section; /* inih only sees a placeholder; ours is in ctx */
+    ctx->cb(ctx, ctx->section, name, value);
     return 1;
 }
 
-static int read_file(const char *path, char **out, char *err, size_t errlen)
+static int read_file(const char *path, char **out, size_t *outlen, char *err,
+                     size_t errlen)
 {
     FILE *f = fopen(path, "rb");
     char *buf;
@@ -211,34 +217,39 @@ static int read_file(const char *path, char **out, char *err, size_t errlen)
     fclose(f);
     buf[n] = '\0';
     *out = buf;
+    *outlen = n;
     return 0;
 }
 
-int hc_conf_parse(const char *path, const char *text, hc_conf_cb cb,
-                  void *user, char **errors)
+int hc_conf_parse(const char *path, const char *text, hc_conf_cb cb, void *user,
+                  char **errors)
 {
     struct hc_conf_ctx ctx;
     char *owned = NULL;
+    size_t len = 0;
     int rc;
 
     *errors = NULL;
     if (text == NULL) {
         char err[600];
-        rc = read_file(path, &owned, err, sizeof(err));
+        rc = read_file(path, &owned, &len, err, sizeof(err));
         if (rc != 0) {
             *errors = hc_strdup(err);
             return rc;
         }
         text = owned;
+    } else {
+        len = strlen(text);
     }
     memset(&ctx, 0, sizeof(ctx));
     ctx.path = path;
     ctx.user = user;
     ctx.cb = cb;
     ctx.text = ctx.cur = text;
-    ctx.end = text + strlen(text);
+    ctx.end = text + len;
     rc = ini_parse_stream(reader, &ctx, handler, &ctx);
-    if (rc != 0 && ctx.nerr == 0)
+    /* The reader hands inih only lines it can read; anything else is new. */
+    if (rc != 0)
         hc_conf_err_at(&ctx, rc > 0 ? rc : 0, "cannot parse this line");
     for (size_t i = 0; i < ctx.nlong; i++)
         hc_free_secret_str(ctx.long_values[i]);

@@ -315,8 +315,7 @@ static void flush(struct hc_conn *c)
         return;
     if (c->closing && c->use_tls && !c->tls.handshake_done)
         c->pout_len = 0; /* nothing can be said before the handshake */
-    if (c->pout_len > 0 &&
-        (!c->use_tls || c->tls.handshake_done)) {
+    if (c->pout_len > 0 && (!c->use_tls || c->tls.handshake_done)) {
         if (c->use_tls) {
             if (hc_tls_write(&c->tls, c->pout, c->pout_len) != 0) {
                 conn_fail(c, HC_ETLS, "TLS write failed");
@@ -492,8 +491,8 @@ int hc_conn_send_data(struct hc_conn *c, const void *data, size_t len)
     return 0;
 }
 
-int hc_conn_send_frame(struct hc_conn *c, int opcode, int fin,
-                       const void *data, size_t len)
+int hc_conn_send_frame(struct hc_conn *c, int opcode, int fin, const void *data,
+                       size_t len)
 {
     int rc = hc_conn_send_start(c, opcode, fin, len);
     if (rc == 0 && len > 0)
@@ -628,9 +627,8 @@ static void handle_control(struct hc_conn *c)
     if (c->cbs->on_control != NULL) {
         c->cbs->on_control(c, op, c->ctl, c->ctl_len);
     } else if (op == WSLAY_CONNECTION_CLOSE) {
-        hc_conn_send_close(c, c->ctl_len >= 2 ? (c->ctl[0] << 8) | c->ctl[1]
-                                              : 1000,
-                           "", 0);
+        hc_conn_send_close(
+            c, c->ctl_len >= 2 ? (c->ctl[0] << 8) | c->ctl[1] : 1000, "", 0);
     }
     if (op == WSLAY_CONNECTION_CLOSE && !c->closing)
         maybe_finish_close(c);
@@ -656,8 +654,8 @@ static void ws_input(struct hc_conn *c, const uint8_t *data, size_t len)
                 break;
             }
             if (io.mask != !c->is_client) {
-                ws_protocol_error(c, 1002, c->is_client
-                                               ? "masked frame from server"
+                ws_protocol_error(c, 1002,
+                                  c->is_client ? "masked frame from server"
                                                : "unmasked frame from client");
                 break;
             }
@@ -767,9 +765,8 @@ static void head_input(struct hc_conn *c, const uint8_t *data, size_t len)
     }
     rc = head_append(c, data, len, HC_CONN_HEAD_MAX + HC_CONN_EARLY_MAX);
     if (rc == 0) {
-        rc = c->is_client
-                 ? hc_http_parse_response(c->head, c->head_len, &h)
-                 : hc_http_parse_request(c->head, c->head_len, &h);
+        rc = c->is_client ? hc_http_parse_response(c->head, c->head_len, &h)
+                          : hc_http_parse_request(c->head, c->head_len, &h);
         if (rc == 0 && h.head_len > HC_CONN_HEAD_MAX)
             rc = HC_ETOOBIG;
         if (rc == HC_EAGAIN && c->head_len > HC_CONN_HEAD_MAX)
@@ -779,9 +776,9 @@ static void head_input(struct hc_conn *c, const uint8_t *data, size_t len)
         return;
     if (rc != 0) {
         if (c->is_client) {
-            conn_fail(c, HC_EPROTO, rc == HC_ETOOBIG
-                                        ? "response head too large"
-                                        : "malformed response head");
+            conn_fail(c, HC_EPROTO,
+                      rc == HC_ETOOBIG ? "response head too large"
+                                       : "malformed response head");
         } else if (rc == HC_ETOOBIG) {
             send_http_error(c, 431, "Request Header Fields Too Large");
         } else {
@@ -793,8 +790,7 @@ static void head_input(struct hc_conn *c, const uint8_t *data, size_t len)
     c->head_used = h.head_len;
     if (c->cbs->on_head != NULL)
         c->cbs->on_head(c, &h);
-    if (!c->closing &&
-        (c->state == HC_CONN_WS_OPEN || c->state == HC_CONN_RAW))
+    if (!c->closing && (c->state == HC_CONN_WS_OPEN || c->state == HC_CONN_RAW))
         process_held(c);
 }
 
@@ -840,7 +836,7 @@ static void plain_input(struct hc_conn *c, const uint8_t *data, size_t len)
 int hc_conn_ws_start(struct hc_conn *c)
 {
     static const struct wslay_frame_callbacks wcb = {ws_send_cb, ws_recv_cb,
-                                                      ws_genmask_cb};
+                                                     ws_genmask_cb};
     if (c->closing)
         return UV_EPIPE;
     if (c->wsf == NULL && wslay_frame_context_init(&c->wsf, &wcb, c) != 0)
@@ -895,8 +891,8 @@ static void tls_input(struct hc_conn *c, const uint8_t *data, size_t len)
             c->cbs->on_connected(c);
     }
     while (!c->closing) {
-        ssize_t n = hc_tls_read(&c->tls, io->pbuf, sizeof(io->pbuf), err,
-                                sizeof(err));
+        ssize_t n =
+            hc_tls_read(&c->tls, io->pbuf, sizeof(io->pbuf), err, sizeof(err));
         if (n == HC_EAGAIN)
             break;
         if (n == 0) {
@@ -1097,8 +1093,7 @@ static void on_connect(uv_connect_t *req, int status)
     }
 }
 
-static void on_resolved(uv_getaddrinfo_t *req, int status,
-                        struct addrinfo *res)
+static void on_resolved(uv_getaddrinfo_t *req, int status, struct addrinfo *res)
 {
     struct hc_conn *c = req->data;
     char err[300];
@@ -1148,8 +1143,8 @@ struct hc_conn *hc_conn_connect(struct hc_io *io, const char *host, int port,
     c->is_client = 1;
     c->port = port;
     c->sni = hc_strdup(sni != NULL ? sni : host);
-    if (c->sni == NULL || (tls != NULL && hc_tls_init(&c->tls, tls,
-                                                      c->sni) != 0)) {
+    if (c->sni == NULL ||
+        (tls != NULL && hc_tls_init(&c->tls, tls, c->sni) != 0)) {
         c->use_tls = 0;
         c->closing = 1;
         c->on_close_called = 1;
@@ -1164,8 +1159,7 @@ struct hc_conn *hc_conn_connect(struct hc_io *io, const char *host, int port,
     c->gai.data = c;
     c->pending++;
     c->gai_pending = 1;
-    rc = uv_getaddrinfo(io->loop, &c->gai, on_resolved, host, portstr,
-                        &hints);
+    rc = uv_getaddrinfo(io->loop, &c->gai, on_resolved, host, portstr, &hints);
     if (rc != 0) {
         c->gai_pending = 0;
         c->pending--;

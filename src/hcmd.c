@@ -81,14 +81,12 @@ int main(int argc, char **argv)
             return 0;
         } else if (strcmp(argv[i], "version") == 0 ||
                    strcmp(argv[i], "--version") == 0) {
-            printf("hcmd %s (libuv %s, %s, wslay %s, jansson %s)\n",
-                   HC_VERSION, uv_version_string(),
-                   MBEDTLS_VERSION_STRING_FULL, WSLAY_VERSION,
-                   JANSSON_VERSION);
+            printf("hcmd %s (libuv %s, %s, wslay %s, jansson %s)\n", HC_VERSION,
+                   uv_version_string(), MBEDTLS_VERSION_STRING_FULL,
+                   WSLAY_VERSION, JANSSON_VERSION);
             return 0;
         } else {
-            fprintf(stderr, "hcmd: unknown argument '%s'\n%s", argv[i],
-                    usage);
+            fprintf(stderr, "hcmd: unknown argument '%s'\n%s", argv[i], usage);
             return 2;
         }
     }

@@ -73,8 +73,7 @@ static int print_connection_string(struct hc_relay_conf *conf,
         return 1;
     }
     if (secondary && rule->secondary_key == NULL) {
-        fprintf(stderr, "hcrelay: rule %s has no secondary_key\n",
-                rule_name);
+        fprintf(stderr, "hcrelay: rule %s has no secondary_key\n", rule_name);
         return 1;
     }
     if (conf->listen_port == 0) {
@@ -119,9 +118,8 @@ int main(int argc, char **argv)
         } else if (strcmp(argv[i], "version") == 0 ||
                    strcmp(argv[i], "--version") == 0) {
             printf("hcrelay %s (libuv %s, %s, wslay %s, jansson %s)\n",
-                   HC_VERSION, uv_version_string(),
-                   MBEDTLS_VERSION_STRING_FULL, WSLAY_VERSION,
-                   JANSSON_VERSION);
+                   HC_VERSION, uv_version_string(), MBEDTLS_VERSION_STRING_FULL,
+                   WSLAY_VERSION, JANSSON_VERSION);
             return 0;
         } else if (strcmp(argv[i], "connection-string") == 0) {
             break;
@@ -137,8 +135,7 @@ int main(int argc, char **argv)
     }
     rc = hc_relay_conf_load(path, &conf, &errors);
     if (rc != 0) {
-        fputs(errors ? errors : "hcrelay: cannot load configuration\n",
-              stderr);
+        fputs(errors ? errors : "hcrelay: cannot load configuration\n", stderr);
         hc_free(errors);
         return 1;
     }
@@ -153,8 +150,7 @@ int main(int argc, char **argv)
             return 2;
         }
         secondary = argc - i == 4;
-        rc = print_connection_string(conf, argv[i + 1], argv[i + 2],
-                                     secondary);
+        rc = print_connection_string(conf, argv[i + 1], argv[i + 2], secondary);
         hc_relay_conf_free(conf);
         return rc;
     }
@@ -163,7 +159,8 @@ int main(int argc, char **argv)
         hc_relay_conf_free(conf);
         return 0;
     }
-    hc_log_set_level(verbose ? HC_LOG_DEBUG : (enum hc_log_level)conf->log_level);
+    hc_log_set_level(verbose ? HC_LOG_DEBUG
+                             : (enum hc_log_level)conf->log_level);
     signal(SIGPIPE, SIG_IGN);
     loop = uv_default_loop();
     rc = hc_relay_new(&relay, loop, conf, err, sizeof(err));
@@ -186,9 +183,8 @@ int main(int argc, char **argv)
     uv_signal_start(&sigterm, on_signal, SIGTERM);
     uv_signal_start(&sighup, on_signal, SIGHUP);
     uv_unref((uv_handle_t *)&sighup);
-    hc_log_info("hcrelay %s listening on %s:%d (wss), namespace %s",
-                HC_VERSION, conf->listen_host, hc_relay_port(relay),
-                conf->hostname);
+    hc_log_info("hcrelay %s listening on %s:%d (wss), namespace %s", HC_VERSION,
+                conf->listen_host, hc_relay_port(relay), conf->hostname);
     uv_run(loop, UV_RUN_DEFAULT);
     uv_close((uv_handle_t *)&sighup, NULL);
     uv_close((uv_handle_t *)&sigint, NULL);

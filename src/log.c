@@ -73,8 +73,9 @@ void hc_log(enum hc_log_level level, const char *fmt, ...)
         gettimeofday(&tv, NULL);
         gmtime_r(&tv.tv_sec, &tm);
         n = strftime(line, sizeof(line), "%Y-%m-%dT%H:%M:%S", &tm);
-        n += (size_t)snprintf(line + n, sizeof(line) - n, ".%03dZ %s %s: ",
-                              (int)(tv.tv_usec / 1000), prog, tags[level]);
+        n += (size_t)snprintf(line + n, sizeof(line) - n,
+                              ".%03dZ %s %s: ", (int)(tv.tv_usec / 1000), prog,
+                              tags[level]);
     }
     va_start(ap, fmt);
     if (n < sizeof(line))

@@ -185,8 +185,8 @@ static void respond(struct rconn *rc, int status, const char *reason,
                  status, reason, blen, ctype ? "Content-Type: " : "",
                  ctype ? ctype : "", ctype ? "\r\n" : "", extra ? extra : "");
     rc->role = ROLE_HTTP;
-    hc_conn_write(rc->c, head, (size_t)n < sizeof(head) ? (size_t)n
-                                                        : sizeof(head) - 1);
+    hc_conn_write(rc->c, head,
+                  (size_t)n < sizeof(head) ? (size_t)n : sizeof(head) - 1);
     if (blen > 0)
         hc_conn_write(rc->c, body, blen);
     hc_conn_close(rc->c, 0, reason);
@@ -259,8 +259,8 @@ static struct hc_relay_rule *find_rule(struct hc_relay_rule *list,
  * 0, or the HTTP status to answer (401 or 403) with a reason in why.
  */
 static int authorize(struct hc_relay *r, struct hc_relay_hc *hc,
-                     const char *path, const char *token, size_t len,
-                     int right, uint64_t *expiry, char *why, size_t whylen)
+                     const char *path, const char *token, size_t len, int right,
+                     uint64_t *expiry, char *why, size_t whylen)
 {
     struct hc_sas_token t;
     struct hc_relay_rule *rule;
@@ -309,14 +309,13 @@ static int authorize(struct hc_relay *r, struct hc_relay_hc *hc,
 static char *request_token(const struct hc_http_head *h, const char *q,
                            size_t qlen, int allow_authorization)
 {
-    const struct hc_http_header *hd = hc_http_find(h,
-                                                   "ServiceBusAuthorization");
+    const struct hc_http_header *hd =
+        hc_http_find(h, "ServiceBusAuthorization");
     if (hd == NULL && allow_authorization)
         hd = hc_http_find(h, "Authorization");
     if (hd != NULL)
-        return hd->value_len <= TOKEN_MAX
-                   ? hc_strndup(hd->value, hd->value_len)
-                   : NULL;
+        return hd->value_len <= TOKEN_MAX ? hc_strndup(hd->value, hd->value_len)
+                                          : NULL;
     return query_value(q, qlen, "sb-hc-token", 1);
 }
 
@@ -392,8 +391,8 @@ static void listen_request(struct rconn *rc, struct hc_relay_hc *hc,
     if (status != 0) {
         hc_log_warn("conn %u: listen on %s from %s refused: %s", rc->c->id,
                     hc->name, rc->c->peer_addr, why);
-        respond(rc, status, status == 401 ? "Unauthorized" : "Forbidden",
-                NULL, NULL, NULL);
+        respond(rc, status, status == 401 ? "Unauthorized" : "Forbidden", NULL,
+                NULL, NULL);
         return;
     }
     if (rt->nlisteners >= HC_RELAY_MAX_LISTENERS) {
@@ -460,8 +459,8 @@ static struct rconn *rv_take(struct hc_relay *r, const char *id)
 static void sender_timeout(struct hc_conn *c)
 {
     struct rconn *rc = c->data;
-    hc_log_warn("conn %u: no listener joined rendezvous %s in time",
-                c->id, rc->rv_id ? rc->rv_id : "?");
+    hc_log_warn("conn %u: no listener joined rendezvous %s in time", c->id,
+                rc->rv_id ? rc->rv_id : "?");
     rv_remove(rc);
     respond(rc, 404,
             "ConnectionNotEstablished: none of the connected listeners "
@@ -491,19 +490,17 @@ static void connect_request(struct rconn *rc, struct hc_relay_hc *hc,
                                HC_RIGHT_SEND, NULL, why, sizeof(why));
         hc_free_secret_str(token);
         if (status != 0) {
-            hc_log_warn("conn %u: connect to %s from %s refused: %s",
-                        rc->c->id, hc->name, rc->c->peer_addr, why);
+            hc_log_warn("conn %u: connect to %s from %s refused: %s", rc->c->id,
+                        hc->name, rc->c->peer_addr, why);
             respond(rc, status, status == 401 ? "Unauthorized" : "Forbidden",
                     NULL, NULL, NULL);
             return;
         }
     }
     if (rt->nlisteners == 0) {
-        hc_log_info("conn %u: connect to %s: no listener", rc->c->id,
-                    hc->name);
-        respond(rc, 404,
-                "There are no listeners connected for the endpoint", NULL,
-                NULL, NULL);
+        hc_log_info("conn %u: connect to %s: no listener", rc->c->id, hc->name);
+        respond(rc, 404, "There are no listeners connected for the endpoint",
+                NULL, NULL, NULL);
         return;
     }
     random_bytes(&pick, sizeof(pick));
@@ -532,12 +529,10 @@ static void connect_request(struct rconn *rc, struct hc_relay_hc *hc,
             continue;
         if (alen + p.name_len + p.value_len + 2 >= sizeof(addr) - 200)
             break;
-        alen += (size_t)snprintf(addr + alen, sizeof(addr) - alen, "%.*s%s%.*s&",
-                                 (int)p.name_len, p.name,
-                                 p.value_len || p.value != p.name + p.name_len
-                                     ? "="
-                                     : "",
-                                 (int)p.value_len, p.value);
+        alen += (size_t)snprintf(
+            addr + alen, sizeof(addr) - alen, "%.*s%s%.*s&", (int)p.name_len,
+            p.name, p.value_len || p.value != p.name + p.name_len ? "=" : "",
+            (int)p.value_len, p.value);
     }
     encid = hc_url_encode(id, strlen(id));
     if (encid == NULL) {
@@ -595,8 +590,8 @@ static void accept_request(struct rconn *rc, const struct hc_http_head *h,
         hc_log_warn("conn %u: rendezvous address invalid or expired",
                     rc->c->id);
         hc_free(id);
-        respond(rc, 403, "Rendezvous address is invalid or expired", NULL,
-                NULL, NULL);
+        respond(rc, 403, "Rendezvous address is invalid or expired", NULL, NULL,
+                NULL);
         return;
     }
     hc_conn_stop_timer(s->c);
@@ -706,8 +701,8 @@ static void describe(struct rconn *rc, const char *path,
     if (status != 0) {
         hc_log_warn("conn %u: description of %s refused: %s", rc->c->id,
                     hc->name, why);
-        respond(rc, status, status == 401 ? "Unauthorized" : "Forbidden",
-                NULL, NULL, NULL);
+        respond(rc, status, status == 401 ? "Unauthorized" : "Forbidden", NULL,
+                NULL, NULL);
         return;
     }
     meta = xml_escape(hc->user_metadata ? hc->user_metadata : "");
@@ -724,11 +719,11 @@ static void describe(struct rconn *rc, const char *path,
              "</RequiresClientAuthorization><UserMetadata>%s</UserMetadata>"
              "<ListenerCount>%d</ListenerCount></HybridConnectionDescription>"
              "</content></entry>",
-             r->conf->hostname, hc->name, hc->name, now, r->created,
-             r->created, hc->requires_client_authorization ? "true" : "false",
-             meta, rt_for(r, hc)->nlisteners);
-    respond(rc, 200, "OK", NULL, "application/atom+xml;type=entry;charset=utf-8",
-            body);
+             r->conf->hostname, hc->name, hc->name, now, r->created, r->created,
+             hc->requires_client_authorization ? "true" : "false", meta,
+             rt_for(r, hc)->nlisteners);
+    respond(rc, 200, "OK", NULL,
+            "application/atom+xml;type=entry;charset=utf-8", body);
     hc_free(meta);
     hc_free(body);
 }
@@ -790,9 +785,9 @@ static void on_head(struct hc_conn *c, const struct hc_http_head *h)
     key = hc_http_find(h, "Sec-WebSocket-Key");
     ver = hc_http_find(h, "Sec-WebSocket-Version");
     is_ws = up && hc_http_has_token(up->value, up->value_len, "websocket") &&
-            conn && hc_http_has_token(conn->value, conn->value_len,
-                                      "upgrade") &&
-            key && key->value_len > 0 && key->value_len <= 64;
+            conn &&
+            hc_http_has_token(conn->value, conn->value_len, "upgrade") && key &&
+            key->value_len > 0 && key->value_len <= 64;
     if (!is_ws) {
         respond(rc, 400, "WebSocket upgrade required", NULL, NULL, NULL);
         goto done;
@@ -805,8 +800,9 @@ static void on_head(struct hc_conn *c, const struct hc_http_head *h)
     hc = find_entity(rc->r, path + 5);
     if (hc == NULL) {
         char esc[120];
-        hc_log_info("conn %u: no hybrid connection for %s", c->id,
-                    hc_log_escape(esc, sizeof(esc), path + 5, strlen(path + 5)));
+        hc_log_info(
+            "conn %u: no hybrid connection for %s", c->id,
+            hc_log_escape(esc, sizeof(esc), path + 5, strlen(path + 5)));
         respond(rc, 404, "Endpoint does not exist", NULL, NULL, NULL);
         goto done;
     }
@@ -868,8 +864,7 @@ static void on_data(struct hc_conn *c, const uint8_t *data, size_t len)
     if (rc->peer == NULL || rc->peer->c->closing)
         return;
     hc_conn_send_data(rc->peer->c, data, len);
-    if (!rc->paused &&
-        hc_conn_queued(rc->peer->c) > rc->peer->c->high_water) {
+    if (!rc->paused && hc_conn_queued(rc->peer->c) > rc->peer->c->high_water) {
         /* The peer reads slower than we do: wait for it to drain. */
         rc->paused = 1;
         hc_conn_read_stop(c);
@@ -922,9 +917,9 @@ static void log_tunnel_end(struct rconn *rc, const char *reason)
 
     hc_log_info("tunnel on %s ended: sender %s:%d, listener %s:%d, "
                 "%llu bytes to listener, %llu bytes to sender, %llu ms, %s",
-                rc->rt ? rc->rt->hc->name : "?",
-                s ? s->c->peer_addr : "-", s ? s->c->peer_port : 0,
-                l ? l->c->peer_addr : "-", l ? l->c->peer_port : 0,
+                rc->rt ? rc->rt->hc->name : "?", s ? s->c->peer_addr : "-",
+                s ? s->c->peer_port : 0, l ? l->c->peer_addr : "-",
+                l ? l->c->peer_port : 0,
                 (unsigned long long)(s ? s->c->bytes_in : 0),
                 (unsigned long long)(l ? l->c->bytes_in : 0),
                 (unsigned long long)(uv_now(rc->r->loop) - rc->started_ms),
@@ -1103,9 +1098,9 @@ int hc_relay_start(struct hc_relay *r, char *err, size_t errlen)
         return rc;
     }
     uv_tcp_getsockname(&r->server, (struct sockaddr *)&ss, &len);
-    r->port = ntohs(ss.ss_family == AF_INET6
-                        ? ((struct sockaddr_in6 *)&ss)->sin6_port
-                        : ((struct sockaddr_in *)&ss)->sin_port);
+    r->port =
+        ntohs(ss.ss_family == AF_INET6 ? ((struct sockaddr_in6 *)&ss)->sin6_port
+                                       : ((struct sockaddr_in *)&ss)->sin_port);
     uv_timer_init(r->loop, &r->tick);
     r->tick.data = r;
     uv_timer_start(&r->tick, on_tick, 1000, 1000);

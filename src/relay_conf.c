@@ -24,7 +24,7 @@ struct load {
         char *hc_name;
         struct hc_relay_rule *rule;
         struct pending_rule *next;
-    } *pending;
+    } * pending;
     /* Keys seen in the current section, to refuse duplicates. */
     char seen_keys[32][40];
     int nseen;
@@ -134,17 +134,16 @@ static void begin_section(struct hc_conf_ctx *ctx, struct load *ld,
             spec++;
         if (slash != NULL) {
             char hcname[300];
-            snprintf(hcname, sizeof(hcname), "%.*s", (int)(slash - spec),
-                     spec);
+            snprintf(hcname, sizeof(hcname), "%.*s", (int)(slash - spec), spec);
             if (!name_ok(hcname, 1)) {
-                hc_conf_err(ctx, "bad hybrid connection name in [%s]",
-                            section);
+                hc_conf_err(ctx, "bad hybrid connection name in [%s]", section);
                 return;
             }
         }
         if (!name_ok(rname, 0)) {
-            hc_conf_err(ctx, "bad rule name in [%s]: use [rule NAME] or "
-                             "[rule HC/NAME] with letters, digits, - _ .",
+            hc_conf_err(ctx,
+                        "bad rule name in [%s]: use [rule NAME] or "
+                        "[rule HC/NAME] with letters, digits, - _ .",
                         section);
             return;
         }
@@ -157,12 +156,14 @@ static void begin_section(struct hc_conf_ctx *ctx, struct load *ld,
             r->next = conf->rules;
             conf->rules = r;
         } else {
-            struct pending_rule *p = hc_xcalloc(1, sizeof(*p));
+            struct pending_rule *p = hc_xcalloc(1, sizeof(*p)), **tail;
             p->hc_name = hc_xcalloc(1, (size_t)(slash - spec) + 1);
             memcpy(p->hc_name, spec, (size_t)(slash - spec));
             p->rule = r;
-            p->next = ld->pending;
-            ld->pending = p;
+            /* In file order, so a duplicate is reported at its own line. */
+            for (tail = &ld->pending; *tail != NULL; tail = &(*tail)->next)
+                ;
+            *tail = p;
         }
         ld->rule = r;
         ld->kind = SEC_RULE;
@@ -173,8 +174,9 @@ static void begin_section(struct hc_conf_ctx *ctx, struct load *ld,
         while (*name == ' ')
             name++;
         if (!name_ok(name, 1)) {
-            hc_conf_err(ctx, "bad hybrid connection name '%s': letters, "
-                             "digits, - _ . and /",
+            hc_conf_err(ctx,
+                        "bad hybrid connection name '%s': letters, "
+                        "digits, - _ . and /",
                         name);
             return;
         }
@@ -193,8 +195,9 @@ static void begin_section(struct hc_conf_ctx *ctx, struct load *ld,
         ld->kind = SEC_HC;
     } else {
         ld->kind = SEC_BAD;
-        hc_conf_err(ctx, "unknown section [%s] (expected [relay], [rule ...] "
-                         "or [hybrid-connection ...])",
+        hc_conf_err(ctx,
+                    "unknown section [%s] (expected [relay], [rule ...] "
+                    "or [hybrid-connection ...])",
                     section);
     }
 }
@@ -275,8 +278,9 @@ static void on_key(struct hc_conf_ctx *ctx, const char *section,
             if (hc_conf_hostport(value, conf->listen_host,
                                  sizeof(conf->listen_host),
                                  &conf->listen_port) != 0)
-                hc_conf_err(ctx, "listen: expected HOST:PORT or [V6]:PORT, "
-                                 "got '%s'",
+                hc_conf_err(ctx,
+                            "listen: expected HOST:PORT or [V6]:PORT, "
+                            "got '%s'",
                             value);
         } else if (strcmp(key, "cert_file") == 0) {
             ld->seen_cert = 1;
@@ -330,8 +334,9 @@ static void on_key(struct hc_conf_ctx *ctx, const char *section,
                    strcmp(key, "secondary_key") == 0) {
             /* Never echo a key into a message. */
             if (!key_ok(value))
-                hc_conf_err(ctx, "%s: 16 to 256 printable characters "
-                                 "without spaces or ';'",
+                hc_conf_err(ctx,
+                            "%s: 16 to 256 printable characters "
+                            "without spaces or ';'",
                             key);
             else if (key[0] == 'p')
                 set_str(&r->primary_key, value);
@@ -366,8 +371,8 @@ static void check_rules(struct hc_conf_ctx *ctx, struct load *ld)
         ld->pending = p->next;
         if (h == NULL) {
             hc_conf_err_at(ctx, p->rule->line,
-                           "rule %s/%s: no [hybrid-connection %s]",
-                           p->hc_name, p->rule->name, p->hc_name);
+                           "rule %s/%s: no [hybrid-connection %s]", p->hc_name,
+                           p->rule->name, p->hc_name);
             rule_free(p->rule);
         } else if (find_rule_in(h->rules, p->rule->name) != NULL) {
             hc_conf_err_at(ctx, p->rule->line, "rule %s/%s is defined twice",
@@ -391,13 +396,12 @@ static void check_rules(struct hc_conf_ctx *ctx, struct load *ld)
     for (struct hc_relay_hc *h = conf->hcs; h != NULL; h = h->next) {
         for (struct hc_relay_rule *r = h->rules; r != NULL; r = r->next) {
             if (r->rights == 0)
-                hc_conf_err_at(ctx, r->line,
-                               "rule %s/%s: 'rights' is missing", h->name,
-                               r->name);
+                hc_conf_err_at(ctx, r->line, "rule %s/%s: 'rights' is missing",
+                               h->name, r->name);
             if (r->primary_key == NULL)
                 hc_conf_err_at(ctx, r->line,
-                               "rule %s/%s: 'primary_key' is missing",
-                               h->name, r->name);
+                               "rule %s/%s: 'primary_key' is missing", h->name,
+                               r->name);
         }
     }
     if (!ld->seen_listen)

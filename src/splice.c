@@ -12,9 +12,19 @@ static void set_reason(struct hc_splice *s, const char *why)
         snprintf(s->reason, sizeof(s->reason), "%s", why);
 }
 
-static void maybe_done(struct hc_splice *s)
+/*
+ * Callbacks nest (closing one side from a callback of the other calls back
+ * at once), so the owner hears of the end only when the outermost callback
+ * returns: s must stay valid until then.
+ */
+static void enter(struct hc_splice *s)
 {
-    if (s->tcp_gone && s->ws_gone) {
+    s->depth++;
+}
+
+static void leave(struct hc_splice *s)
+{
+    if (--s->depth == 0 && s->tcp_gone && s->ws_gone) {
         s->end_ms = uv_now(s->loop);
         s->tcp = s->ws = NULL;
         s->done(s);
@@ -23,7 +33,7 @@ static void maybe_done(struct hc_splice *s)
 
 /* ---- TCP side ---- */
 
-static void tcp_data(struct hc_conn *c, const uint8_t *data, size_t len)
+static void tcp_data_cb(struct hc_conn *c, const uint8_t *data, size_t len)
 {
     struct hc_splice *s = c->data;
 
@@ -41,7 +51,7 @@ static void tcp_data(struct hc_conn *c, const uint8_t *data, size_t len)
     }
 }
 
-static void tcp_eof(struct hc_conn *c)
+static void tcp_eof_cb(struct hc_conn *c)
 {
     struct hc_splice *s = c->data;
 
@@ -52,7 +62,7 @@ static void tcp_eof(struct hc_conn *c)
         set_reason(s, "closed by both sides");
 }
 
-static void tcp_drain(struct hc_conn *c)
+static void tcp_drain_cb(struct hc_conn *c)
 {
     struct hc_splice *s = c->data;
 
@@ -62,7 +72,7 @@ static void tcp_drain(struct hc_conn *c)
     }
 }
 
-static void tcp_close(struct hc_conn *c, int err, const char *reason)
+static void tcp_close_cb(struct hc_conn *c, int err, const char *reason)
 {
     struct hc_splice *s = c->data;
     char why[160];
@@ -77,16 +87,16 @@ static void tcp_close(struct hc_conn *c, int err, const char *reason)
     if (!s->ws_gone && !s->ws->closing) {
         if (!s->ws->close_sent)
             hc_conn_send_close(s->ws, err ? 1011 : 1000,
-                               err ? "endpoint connection lost" : "", err ? 24 : 0);
+                               err ? "endpoint connection lost" : "",
+                               err ? 24 : 0);
         if (s->ws_close_rcvd)
             hc_conn_close(s->ws, 0, "tunnel done");
     }
-    maybe_done(s);
 }
 
 /* ---- WebSocket side ---- */
 
-static void ws_data(struct hc_conn *c, const uint8_t *data, size_t len)
+static void ws_data_cb(struct hc_conn *c, const uint8_t *data, size_t len)
 {
     struct hc_splice *s = c->data;
 
@@ -104,8 +114,8 @@ static void ws_data(struct hc_conn *c, const uint8_t *data, size_t len)
     }
 }
 
-static void ws_control(struct hc_conn *c, int opcode, const uint8_t *data,
-                       size_t len)
+static void ws_control_cb(struct hc_conn *c, int opcode, const uint8_t *data,
+                          size_t len)
 {
     struct hc_splice *s = c->data;
 
@@ -127,7 +137,7 @@ static void ws_control(struct hc_conn *c, int opcode, const uint8_t *data,
     }
 }
 
-static void ws_drain(struct hc_conn *c)
+static void ws_drain_cb(struct hc_conn *c)
 {
     struct hc_splice *s = c->data;
 
@@ -137,7 +147,7 @@ static void ws_drain(struct hc_conn *c)
     }
 }
 
-static void ws_close(struct hc_conn *c, int err, const char *reason)
+static void ws_close_cb(struct hc_conn *c, int err, const char *reason)
 {
     struct hc_splice *s = c->data;
     char why[160];
@@ -153,7 +163,71 @@ static void ws_close(struct hc_conn *c, int err, const char *reason)
         else
             hc_conn_close(s->tcp, 0, "tunnel done"); /* flush, then FIN */
     }
-    maybe_done(s);
+}
+
+static void tcp_data(struct hc_conn *c, const uint8_t *data, size_t len)
+{
+    struct hc_splice *s = c->data;
+    enter(s);
+    tcp_data_cb(c, data, len);
+    leave(s);
+}
+
+static void tcp_eof(struct hc_conn *c)
+{
+    struct hc_splice *s = c->data;
+    enter(s);
+    tcp_eof_cb(c);
+    leave(s);
+}
+
+static void tcp_drain(struct hc_conn *c)
+{
+    struct hc_splice *s = c->data;
+    enter(s);
+    tcp_drain_cb(c);
+    leave(s);
+}
+
+static void tcp_close(struct hc_conn *c, int err, const char *reason)
+{
+    struct hc_splice *s = c->data;
+    enter(s);
+    tcp_close_cb(c, err, reason);
+    leave(s);
+}
+
+static void ws_data(struct hc_conn *c, const uint8_t *data, size_t len)
+{
+    struct hc_splice *s = c->data;
+    enter(s);
+    ws_data_cb(c, data, len);
+    leave(s);
+}
+
+static void ws_control(struct hc_conn *c, int opcode, const uint8_t *data,
+                       size_t len)
+{
+    struct hc_splice *s = c->data;
+    enter(s);
+    ws_control_cb(c, opcode, data, len);
+    leave(s);
+}
+
+static void ws_drain(struct hc_conn *c)
+{
+    struct hc_splice *s = c->data;
+    enter(s);
+    ws_drain_cb(c);
+    leave(s);
+}
+
+static void ws_close(struct hc_conn *c, int err, const char *reason)
+{
+    struct hc_splice *s = c->data;
+    enter(s);
+    ws_close_cb(c, err, reason);
+    leave(s);
 }
 
 static const struct hc_conn_cbs tcp_cbs = {
@@ -193,6 +267,19 @@ struct hc_splice *hc_splice_new(struct hc_conn *tcp, struct hc_conn *ws,
     hc_conn_read_start(tcp);
     hc_conn_read_start(ws);
     return s;
+}
+
+void hc_splice_close(struct hc_splice *s, int code, const char *reason)
+{
+    enter(s);
+    set_reason(s, reason);
+    if (!s->ws_gone) {
+        hc_conn_send_close(s->ws, code, reason, strlen(reason));
+        hc_conn_close(s->ws, 0, reason);
+    }
+    if (!s->tcp_gone)
+        hc_conn_close(s->tcp, 0, reason);
+    leave(s);
 }
 
 void hc_splice_free(struct hc_splice *s)

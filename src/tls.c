@@ -274,8 +274,7 @@ int hc_tls_handshake(struct hc_tls *t, char *err, size_t errlen)
         if (n > 0 && why[n - 1] == '\n')
             why[n - 1] = '\0';
         if (err != NULL)
-            snprintf(err, errlen, "certificate verification failed: %s",
-                     why);
+            snprintf(err, errlen, "certificate verification failed: %s", why);
         return HC_ETLS;
     }
     tls_err(err, errlen, "TLS handshake", rc);
