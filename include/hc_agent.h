@@ -13,12 +13,23 @@
 
 #include "hc_connstr.h"
 
+enum hc_agent_role {
+    HC_ROLE_LISTEN,  /* [connection NAME]: relay -> endpoint */
+    HC_ROLE_FORWARD, /* [forward NAME]: local port -> relay */
+};
+
 struct hc_agent_hc {
     char *name;
+    enum hc_agent_role role;
     struct hc_connstr cs; /* parsed connection_string; holds the key */
+    /* listen */
     char endpoint_host[256];
     int endpoint_port;
     int has_endpoint; /* from the file; else read from userMetadata */
+    /* forward */
+    char bind_host[64]; /* empty: a loopback address chosen by hcmd */
+    int bind_port;
+    char *hostname; /* DNS name redirected through hosts_file, or NULL */
     int line;
     struct hc_agent_hc *next;
 };
@@ -33,6 +44,7 @@ struct hc_agent_conf {
     long ping_interval;   /* seconds */
     long retry_max;       /* seconds, the reconnect backoff cap */
     long connect_timeout; /* seconds, endpoint and rendezvous dials */
+    char *hosts_file;     /* hosts file with hcmd's block, or NULL */
     struct hc_agent_hc *hcs;
 };
 
@@ -58,8 +70,12 @@ struct hc_agent;
 /* Create the agent on loop; it takes ownership of conf. */
 int hc_agent_new(struct hc_agent **out, uv_loop_t *loop,
                  struct hc_agent_conf *conf, char *err, size_t errlen);
-/* Open every control channel. */
-void hc_agent_start(struct hc_agent *a);
+/*
+ * Bind every [forward] (and write the hosts block), then open every
+ * control channel. Returns 0 or a libuv code with the reason in err; then
+ * call hc_agent_stop and let the loop end.
+ */
+int hc_agent_start(struct hc_agent *a, char *err, size_t errlen);
 /* Close control channels and tunnels; uv_run then returns. */
 void hc_agent_stop(struct hc_agent *a);
 void hc_agent_free(struct hc_agent *a);

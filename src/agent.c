@@ -17,6 +17,7 @@
 #include <string.h>
 #include <time.h>
 
+#include "agent_int.h"
 #include "hc_agent.h"
 #include "hc_conn.h"
 #include "hc_err.h"
@@ -95,17 +96,6 @@ struct tunnel {
     struct tunnel *prev, *next;
 };
 
-struct hc_agent {
-    uv_loop_t *loop;
-    struct hc_io *io;
-    struct hc_tls_conf *tls;
-    struct hc_agent_conf *conf;
-    struct listener *listeners;
-    struct tunnel *tunnels;
-    long ntunnels;
-    int stopping;
-};
-
 static void listener_connect(struct listener *l);
 static void schedule_retry(struct listener *l);
 
@@ -119,7 +109,7 @@ static uint32_t rnd(void)
     return x;
 }
 
-static void make_guid(char out[37])
+void hc__agent_guid(char out[37])
 {
     uint8_t b[16];
     if (uv_random(NULL, NULL, b, sizeof(b), 0, NULL) != 0)
@@ -145,9 +135,9 @@ static void set_status(struct listener *l, enum status st, const char *err)
 }
 
 /* A fresh token for this hybrid connection, .NET-style audience. */
-static char *make_token(struct listener *l, uint64_t *expiry)
+char *hc__agent_token(struct hc_agent *a, struct hc_agent_hc *hc,
+                      uint64_t *expiry)
 {
-    struct hc_agent_hc *hc = l->hc;
     char *aud, *tok;
     uint64_t se;
 
@@ -156,7 +146,7 @@ static char *make_token(struct listener *l, uint64_t *expiry)
             *expiry = 0;
         return hc_strdup(hc->cs.sas); /* given whole; cannot be renewed */
     }
-    se = (uint64_t)time(NULL) + (uint64_t)l->a->conf->token_lifetime;
+    se = (uint64_t)time(NULL) + (uint64_t)a->conf->token_lifetime;
     aud = hc_sas_audience(hc->cs.host, hc->cs.entity_path);
     if (aud == NULL)
         return NULL;
@@ -168,7 +158,7 @@ static char *make_token(struct listener *l, uint64_t *expiry)
 }
 
 /* The entity path for a URL: each segment percent-encoded. */
-static char *entity_url_path(const char *entity)
+char *hc__agent_entity_path(const char *entity)
 {
     size_t cap = strlen(entity) * 3 + 2, o = 0;
     char *out = hc_malloc(cap);
@@ -193,7 +183,7 @@ static char *entity_url_path(const char *entity)
     return out;
 }
 
-static void host_header(char *out, size_t len, const char *host, int port)
+void hc__agent_host_header(char *out, size_t len, const char *host, int port)
 {
     int v6 = strchr(host, ':') != NULL;
     if (port == 443)
@@ -204,7 +194,7 @@ static void host_header(char *out, size_t len, const char *host, int port)
 }
 
 /* Is this response a valid 101 for our key? */
-static int upgrade_ok(const struct hc_http_head *h, const char *key)
+int hc__agent_upgrade_ok(const struct hc_http_head *h, const char *key)
 {
     char want[29];
     const struct hc_http_header *acc;
@@ -272,7 +262,7 @@ static void tunnel_request(struct tunnel *t)
     if (t->requested || !t->rv_up || t->ep_state == 0)
         return;
     t->requested = 1;
-    host_header(host, sizeof(host), t->url.host, t->url.port);
+    hc__agent_host_header(host, sizeof(host), t->url.host, t->url.port);
     if (hc_http_ws_key(t->ws_key) != 0) {
         hc_conn_abort(t->rv, UV_EIO, "no random key");
         return;
@@ -366,7 +356,7 @@ static void rv_head(struct hc_conn *c, const struct hc_http_head *h)
         hc_conn_close(c, 0, "rejected");
         return;
     }
-    if (!upgrade_ok(h, t->ws_key)) {
+    if (!hc__agent_upgrade_ok(h, t->ws_key)) {
         char why[120];
         snprintf(why, sizeof(why), "rendezvous answered %d", h->status);
         hc_log_warn("%s: tunnel %s: %s", t->l ? t->l->hc->name : "?", t->id,
@@ -571,7 +561,7 @@ static void on_renew(uv_timer_t *h)
 
     if (l->ctl == NULL || l->status != ST_CONNECTED)
         return;
-    tok = make_token(l, &expiry);
+    tok = hc__agent_token(l->a, l->hc, &expiry);
     json = tok ? hc_json_renew_token(tok) : NULL;
     hc_free_secret_str(tok);
     if (json == NULL) {
@@ -608,16 +598,16 @@ static void ctl_connected(struct hc_conn *c)
     char *tok, *path;
     int n;
 
-    tok = make_token(l, NULL);
-    path = entity_url_path(l->hc->cs.entity_path);
+    tok = hc__agent_token(l->a, l->hc, NULL);
+    path = hc__agent_entity_path(l->hc->cs.entity_path);
     if (tok == NULL || path == NULL || hc_http_ws_key(l->ws_key) != 0) {
         hc_free_secret_str(tok);
         hc_free(path);
         hc_conn_abort(c, UV_ENOMEM, "out of memory");
         return;
     }
-    make_guid(l->lid);
-    host_header(host, sizeof(host), l->hc->cs.host, l->hc->cs.port);
+    hc__agent_guid(l->lid);
+    hc__agent_host_header(host, sizeof(host), l->hc->cs.host, l->hc->cs.port);
     n = snprintf(head, sizeof(head),
                  "GET /$hc/%s?sb-hc-action=listen&sb-hc-id=%s HTTP/1.1\r\n"
                  "Host: %s\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
@@ -642,7 +632,7 @@ static void ctl_head(struct hc_conn *c, const struct hc_http_head *h)
     char why[300], esc[200];
 
     hc_conn_stop_timer(c);
-    if (upgrade_ok(h, l->ws_key)) {
+    if (hc__agent_upgrade_ok(h, l->ws_key)) {
         hc_conn_ws_start(c);
         set_status(l, ST_CONNECTED, NULL);
         l->connected_ms = uv_now(l->a->loop);
@@ -718,15 +708,15 @@ static void meta_connected(struct hc_conn *c)
     char *tok, *path;
     int n;
 
-    tok = make_token(l, NULL);
-    path = entity_url_path(l->hc->cs.entity_path);
+    tok = hc__agent_token(l->a, l->hc, NULL);
+    path = hc__agent_entity_path(l->hc->cs.entity_path);
     if (tok == NULL || path == NULL) {
         hc_free_secret_str(tok);
         hc_free(path);
         hc_conn_abort(c, UV_ENOMEM, "out of memory");
         return;
     }
-    host_header(host, sizeof(host), l->hc->cs.host, l->hc->cs.port);
+    hc__agent_host_header(host, sizeof(host), l->hc->cs.host, l->hc->cs.port);
     n = snprintf(head, sizeof(head),
                  "GET /%s?api-version=2016-07 HTTP/1.1\r\nHost: %s\r\n"
                  "Authorization: %s\r\nX-PROCESS-AT: ServiceBus\r\n"
@@ -916,7 +906,10 @@ int hc_agent_new(struct hc_agent **out, uv_loop_t *loop,
                     "traffic. Use this for tests only.");
     a->io = hc_io_new(loop);
     for (struct hc_agent_hc *hc = conf->hcs; hc != NULL; hc = hc->next) {
-        struct listener *l = hc_xcalloc(1, sizeof(*l));
+        struct listener *l;
+        if (hc->role != HC_ROLE_LISTEN)
+            continue;
+        l = hc_xcalloc(1, sizeof(*l));
         l->a = a;
         l->hc = hc;
         l->status = ST_CONNECTING;
@@ -936,8 +929,11 @@ int hc_agent_new(struct hc_agent **out, uv_loop_t *loop,
     return 0;
 }
 
-void hc_agent_start(struct hc_agent *a)
+int hc_agent_start(struct hc_agent *a, char *err, size_t errlen)
 {
+    int rc = hc__forward_start(a, err, errlen);
+    if (rc != 0)
+        return rc;
     for (struct listener *l = a->listeners; l != NULL; l = l->next) {
         if (l->hc->cs.sas != NULL)
             hc_log_warn("%s: the connection string holds a fixed "
@@ -945,6 +941,7 @@ void hc_agent_start(struct hc_agent *a)
                         l->hc->name);
         listener_connect(l);
     }
+    return 0;
 }
 
 void hc_agent_stop(struct hc_agent *a)
@@ -952,6 +949,7 @@ void hc_agent_stop(struct hc_agent *a)
     if (a->stopping)
         return;
     a->stopping = 1;
+    hc__forward_stop(a);
     for (struct listener *l = a->listeners; l != NULL; l = l->next) {
         l->closing = 1;
         uv_timer_stop(&l->retry);
@@ -995,6 +993,7 @@ void hc_agent_free(struct hc_agent *a)
         hc_free(l->meta_body);
         hc_free(l);
     }
+    hc__forward_free(a);
     hc_io_free(a->io);
     hc_tls_conf_free(a->tls);
     hc_agent_conf_free(a->conf);

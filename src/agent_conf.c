@@ -14,7 +14,7 @@
 
 struct load {
     struct hc_agent_conf *conf;
-    enum { SEC_NONE, SEC_HCMD, SEC_CONN, SEC_BAD } kind;
+    enum { SEC_NONE, SEC_HCMD, SEC_CONN, SEC_BAD } kind; /* SEC_CONN: both */
     struct hc_agent_hc *hc;
     int seen_hcmd, seen_cs;
     char seen_keys[32][40];
@@ -25,6 +25,7 @@ static void hc_free_one(struct hc_agent_hc *h)
 {
     hc_connstr_free(&h->cs);
     hc_free(h->name);
+    hc_free(h->hostname);
     hc_free(h);
 }
 
@@ -39,6 +40,7 @@ void hc_agent_conf_free(struct hc_agent_conf *conf)
     }
     hc_free(conf->path);
     hc_free(conf->ca_file);
+    hc_free(conf->hosts_file);
     hc_free(conf);
 }
 
@@ -53,11 +55,22 @@ static int name_ok(const char *s)
 }
 
 /* A connection without a connection_string is reported at the end. */
+static const char *kind_name(const struct hc_agent_hc *h)
+{
+    return h->role == HC_ROLE_FORWARD ? "forward" : "connection";
+}
+
 static void end_connection(struct hc_conf_ctx *ctx, struct load *ld)
 {
-    if (ld->kind == SEC_CONN && !ld->seen_cs)
+    if (ld->kind != SEC_CONN)
+        return;
+    if (!ld->seen_cs)
         hc_conf_err_at(ctx, ld->hc->line,
-                       "[connection %s]: connection_string is missing",
+                       "[%s %s]: connection_string is missing",
+                       kind_name(ld->hc), ld->hc->name);
+    if (ld->hc->role == HC_ROLE_FORWARD && ld->hc->bind_port == 0)
+        hc_conf_err_at(ctx, ld->hc->line,
+                       "[forward %s]: bind is missing (PORT or ADDR:PORT)",
                        ld->hc->name);
 }
 
@@ -74,8 +87,10 @@ static void begin_section(struct hc_conf_ctx *ctx, struct load *ld,
         if (ld->seen_hcmd++)
             hc_conf_err(ctx, "[hcmd] appears twice");
         ld->kind = SEC_HCMD;
-    } else if (strncmp(section, "connection ", 11) == 0) {
-        const char *name = section + 11;
+    } else if (strncmp(section, "connection ", 11) == 0 ||
+               strncmp(section, "forward ", 8) == 0) {
+        int fwd = section[0] == 'f';
+        const char *name = section + (fwd ? 8 : 11);
         struct hc_agent_hc *h, **tail;
         ld->kind = SEC_BAD;
         while (*name == ' ')
@@ -90,14 +105,15 @@ static void begin_section(struct hc_conf_ctx *ctx, struct load *ld,
         for (h = conf->hcs; h != NULL; h = h->next) {
             if (strcmp(h->name, name) == 0) {
                 hc_conf_err(ctx,
-                            "connection %s is defined twice (first on "
-                            "line %d)",
+                            "the name %s is used twice (first on line "
+                            "%d)",
                             name, h->line);
                 return;
             }
         }
         h = hc_xcalloc(1, sizeof(*h));
         h->name = hc_xstrdup(name);
+        h->role = fwd ? HC_ROLE_FORWARD : HC_ROLE_LISTEN;
         h->line = ctx->lineno;
         for (tail = &conf->hcs; *tail != NULL; tail = &(*tail)->next)
             ;
@@ -170,6 +186,9 @@ static void on_key(struct hc_conf_ctx *ctx, const char *section,
             long_key(ctx, key, value, 1, 3600, &conf->retry_max);
         } else if (strcmp(key, "connect_timeout") == 0) {
             long_key(ctx, key, value, 1, 600, &conf->connect_timeout);
+        } else if (strcmp(key, "hosts_file") == 0) {
+            hc_free(conf->hosts_file);
+            conf->hosts_file = hc_xstrdup(value);
         } else {
             hc_conf_err(ctx, "unknown key '%s' in [hcmd]", key);
         }
@@ -190,7 +209,31 @@ static void on_key(struct hc_conf_ctx *ctx, const char *section,
                 hc_conf_err(ctx, "connection_string: SharedAccessKeyName and "
                                  "SharedAccessKey are missing");
             }
-        } else if (strcmp(key, "endpoint") == 0) {
+        } else if (h->role == HC_ROLE_FORWARD && strcmp(key, "bind") == 0) {
+            long port;
+            if (hc_conf_long(value, 1, 65535, &port) == 0) {
+                h->bind_host[0] = '\0';
+                h->bind_port = (int)port;
+            } else if (hc_conf_hostport(value, h->bind_host,
+                                        sizeof(h->bind_host),
+                                        &h->bind_port) != 0 ||
+                       h->bind_port == 0) {
+                hc_conf_err(ctx, "bind: expected PORT, ADDR:PORT or "
+                                 "[V6]:PORT with a port from 1 to 65535");
+                h->bind_port = -1;
+            }
+        } else if (h->role == HC_ROLE_FORWARD && strcmp(key, "hostname") == 0) {
+            int ok = *value != '\0' && strlen(value) < 254;
+            for (const char *c = value; *c && ok; c++)
+                ok = isalnum((unsigned char)*c) || *c == '-' || *c == '.';
+            if (!ok) {
+                hc_conf_err(ctx, "hostname: a DNS name (letters, digits, - "
+                                 "and .)");
+            } else {
+                hc_free(h->hostname);
+                h->hostname = hc_xstrdup(value);
+            }
+        } else if (h->role == HC_ROLE_LISTEN && strcmp(key, "endpoint") == 0) {
             if (hc_conf_hostport(value, h->endpoint_host,
                                  sizeof(h->endpoint_host),
                                  &h->endpoint_port) != 0 ||
@@ -200,7 +243,7 @@ static void on_key(struct hc_conf_ctx *ctx, const char *section,
             else
                 h->has_endpoint = 1;
         } else {
-            hc_conf_err(ctx, "unknown key '%s' in [connection %s]", key,
+            hc_conf_err(ctx, "unknown key '%s' in [%s %s]", key, kind_name(h),
                         h->name);
         }
     }

@@ -120,7 +120,13 @@ int main(int argc, char **argv)
     uv_signal_start(&sighup, on_signal, SIGHUP);
     uv_unref((uv_handle_t *)&sighup);
     hc_log_info("hcmd %s starting with %s", HC_VERSION, path);
-    hc_agent_start(agent);
+    rc = hc_agent_start(agent, err, sizeof(err));
+    if (rc != 0) {
+        hc_log_err("%s", err);
+        hc_agent_stop(agent);
+        uv_unref((uv_handle_t *)&sigint);
+        uv_unref((uv_handle_t *)&sigterm);
+    }
     uv_run(loop, UV_RUN_DEFAULT);
     uv_close((uv_handle_t *)&sighup, NULL);
     uv_close((uv_handle_t *)&sigint, NULL);
@@ -129,5 +135,5 @@ int main(int argc, char **argv)
     hc_agent_free(agent);
     uv_loop_close(loop);
     hc_log_info("stopped");
-    return 0;
+    return rc == 0 ? 0 : 1;
 }

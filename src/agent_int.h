@@ -1,0 +1,53 @@
+/*
+ * agent_int.h - what agent.c (listener role) and forward.c (sender role)
+ * share. Not a public interface.
+ */
+#ifndef HC_AGENT_INT_H
+#define HC_AGENT_INT_H
+
+#include <stdint.h>
+
+#include <uv.h>
+
+#include "hc_agent.h"
+#include "hc_conn.h"
+#include "hc_http.h"
+#include "hc_tls.h"
+
+struct listener;
+struct tunnel;
+struct forwarder;
+struct fconn;
+
+struct hc_agent {
+    uv_loop_t *loop;
+    struct hc_io *io;
+    struct hc_tls_conf *tls;
+    struct hc_agent_conf *conf;
+    struct listener *listeners;
+    struct tunnel *tunnels;
+    struct forwarder *forwarders;
+    struct fconn *fconns;
+    long ntunnels; /* listener tunnels and forwarded connections */
+    int stopping;
+};
+
+/* A lower-case GUID (128 random bits). */
+void hc__agent_guid(char out[37]);
+/* A token for hc's entity, valid token_lifetime; *expiry gets se. */
+char *hc__agent_token(struct hc_agent *a, struct hc_agent_hc *hc,
+                      uint64_t *expiry);
+/* The entity path for a URL, each segment percent-encoded (hc_malloc'd). */
+char *hc__agent_entity_path(const char *entity);
+/* A Host header value: host, [v6], with :port unless 443. */
+void hc__agent_host_header(char *out, size_t len, const char *host, int port);
+/* 1 if h is a 101 answering our Sec-WebSocket-Key. */
+int hc__agent_upgrade_ok(const struct hc_http_head *h, const char *key);
+
+/* forward.c: bind every [forward], write the hosts block. */
+int hc__forward_start(struct hc_agent *a, char *err, size_t errlen);
+/* Stop accepting, end forwarded connections, remove the hosts block. */
+void hc__forward_stop(struct hc_agent *a);
+void hc__forward_free(struct hc_agent *a);
+
+#endif

@@ -1,0 +1,366 @@
+/*
+ * forward.c - hcmd's sender role: what App Service does for a web app.
+ *
+ * Every [forward NAME] listens on a local address; every connection it
+ * accepts becomes a sender WebSocket to the relay (sb-hc-action=connect)
+ * and, once the relay answers 101, is spliced with the same hc_splice as
+ * the listener role. A refusal (no listener, 401, 403, a listener's
+ * reject) closes the local connection at once and is logged. With
+ * hosts_file, a forward's hostname resolves to its own loopback address.
+ */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "agent_int.h"
+#include "hc_err.h"
+#include "hc_hosts.h"
+#include "hc_log.h"
+#include "hc_mem.h"
+#include "hc_splice.h"
+#include "hc_version.h"
+
+struct forwarder {
+    struct hc_agent *a;
+    struct hc_agent_hc *hc;
+    struct forwarder *next;
+    uv_tcp_t server;
+    int open;
+    char addr[64];
+    int port;
+};
+
+struct fconn {
+    struct forwarder *f;
+    struct hc_conn *local, *ws;
+    struct hc_splice *sp;
+    char ws_key[25];
+    char id[37];
+    char client[64];
+    int client_port;
+    int nconns;
+    struct fconn *prev, *next;
+};
+
+static void fconn_free(struct fconn *fc)
+{
+    struct hc_agent *a = fc->f->a;
+
+    if (fc->prev != NULL)
+        fc->prev->next = fc->next;
+    else
+        a->fconns = fc->next;
+    if (fc->next != NULL)
+        fc->next->prev = fc->prev;
+    a->ntunnels--;
+    hc_free(fc);
+}
+
+static void fconn_gone(struct fconn *fc)
+{
+    if (--fc->nconns == 0 && fc->sp == NULL)
+        fconn_free(fc);
+}
+
+static void splice_done(struct hc_splice *sp)
+{
+    struct fconn *fc = sp->data;
+    char esc[200];
+
+    hc_log_info(
+        "forward %s id=%s client=%s:%d bytes_to_relay=%llu "
+        "bytes_to_client=%llu duration_ms=%llu reason=\"%s\"",
+        fc->f->hc->name, fc->id, fc->client, fc->client_port,
+        (unsigned long long)sp->bytes_from_tcp,
+        (unsigned long long)sp->bytes_to_tcp,
+        (unsigned long long)(sp->end_ms - sp->start_ms),
+        hc_log_escape(esc, sizeof(esc), sp->reason, strlen(sp->reason)));
+    hc_splice_free(sp);
+    fconn_free(fc);
+}
+
+/* ---- the sender WebSocket ---- */
+
+static void ws_connected(struct hc_conn *c)
+{
+    struct fconn *fc = c->data;
+    struct hc_agent_hc *hc = fc->f->hc;
+    char head[4096], host[300];
+    char *tok, *path;
+    int n;
+
+    tok = hc__agent_token(fc->f->a, hc, NULL);
+    path = hc__agent_entity_path(hc->cs.entity_path);
+    if (tok == NULL || path == NULL || hc_http_ws_key(fc->ws_key) != 0) {
+        hc_free_secret_str(tok);
+        hc_free(path);
+        hc_conn_abort(c, UV_ENOMEM, "out of memory");
+        return;
+    }
+    hc__agent_host_header(host, sizeof(host), hc->cs.host, hc->cs.port);
+    n = snprintf(head, sizeof(head),
+                 "GET /$hc/%s?sb-hc-action=connect&sb-hc-id=%s HTTP/1.1\r\n"
+                 "Host: %s\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+                 "Sec-WebSocket-Key: %s\r\nSec-WebSocket-Version: 13\r\n"
+                 "ServiceBusAuthorization: %s\r\n"
+                 "Relay-User-Agent: hcmd/%s\r\n\r\n",
+                 path, fc->id, host, fc->ws_key, tok, HC_VERSION);
+    hc_free_secret_str(tok);
+    hc_free(path);
+    if (n < 0 || (size_t)n >= sizeof(head)) {
+        hc_conn_abort(c, HC_ETOOBIG, "request too long");
+        return;
+    }
+    hc_conn_write(c, head, (size_t)n);
+    memset(head, 0, sizeof(head)); /* it held the token */
+}
+
+static void ws_head(struct hc_conn *c, const struct hc_http_head *h)
+{
+    struct fconn *fc = c->data;
+    char esc[200];
+
+    hc_conn_stop_timer(c);
+    if (!hc__agent_upgrade_ok(h, fc->ws_key)) {
+        char why[300];
+        snprintf(why, sizeof(why), "relay answered %d %s", h->status,
+                 hc_log_escape(esc, sizeof(esc), h->reason, h->reason_len));
+        hc_log_warn("forward %s: client %s:%d refused: %s", fc->f->hc->name,
+                    fc->client, fc->client_port, why);
+        hc_conn_abort(c, HC_EAUTH, why); /* ws_close ends the client too */
+        return;
+    }
+    hc_conn_ws_start(c);
+    if (fc->local == NULL) {
+        hc_conn_send_close(c, 1000, "client gone", 11);
+        return;
+    }
+    hc_log_debug("forward %s: %s established", fc->f->hc->name, fc->id);
+    fc->nconns = 0; /* both now belong to the splice */
+    fc->sp = hc_splice_new(fc->local, c, splice_done, fc);
+    if (fc->sp == NULL)
+        fconn_free(fc);
+}
+
+static void ws_close(struct hc_conn *c, int err, const char *reason)
+{
+    struct fconn *fc = c->data;
+
+    fc->ws = NULL;
+    if (err != 0 && err != HC_EAUTH && err != UV_ECONNABORTED) {
+        hc_log_warn("forward %s: client %s:%d: relay connection failed: %s",
+                    fc->f->hc->name, fc->client, fc->client_port, reason);
+    }
+    if (fc->local != NULL)
+        hc_conn_abort(fc->local, err ? err : UV_ECONNABORTED,
+                      "relay connection failed");
+    fconn_gone(fc);
+}
+
+static void ws_timeout(struct hc_conn *c)
+{
+    hc_conn_abort(c, UV_ETIMEDOUT, "relay handshake timed out");
+}
+
+static const struct hc_conn_cbs ws_cbs = {
+    .on_connected = ws_connected,
+    .on_head = ws_head,
+    .on_close = ws_close,
+};
+
+/* ---- the local connection, until the splice ---- */
+
+static void local_close(struct hc_conn *c, int err, const char *reason)
+{
+    struct fconn *fc = c->data;
+
+    fc->local = NULL;
+    if (fc->ws != NULL)
+        hc_conn_abort(fc->ws, UV_ECONNABORTED, "client gone");
+    fconn_gone(fc);
+}
+
+static const struct hc_conn_cbs local_cbs = {
+    .on_close = local_close,
+};
+
+static void on_connection(uv_stream_t *server, int status)
+{
+    struct forwarder *f = server->data;
+    struct hc_agent *a = f->a;
+    struct hc_agent_hc *hc = f->hc;
+    struct fconn *fc;
+
+    if (status < 0) {
+        hc_log_warn("forward %s: accept: %s", hc->name, uv_strerror(status));
+        return;
+    }
+    fc = hc_xcalloc(1, sizeof(*fc));
+    fc->f = f;
+    hc__agent_guid(fc->id);
+    fc->next = a->fconns;
+    if (a->fconns != NULL)
+        a->fconns->prev = fc;
+    a->fconns = fc;
+    a->ntunnels++;
+    fc->local = hc_conn_accept(a->io, server, NULL, &local_cbs, fc);
+    if (fc->local == NULL) {
+        fconn_free(fc);
+        return;
+    }
+    fc->nconns = 1;
+    snprintf(fc->client, sizeof(fc->client), "%s", fc->local->peer_addr);
+    fc->client_port = fc->local->peer_port;
+    /* Bytes wait in the kernel until the relay has said yes. */
+    hc_conn_raw_start(fc->local);
+    hc_conn_read_stop(fc->local);
+    if (a->stopping || a->ntunnels > a->conf->max_tunnels) {
+        hc_log_warn("forward %s: tunnel limit (%ld) reached: closing client "
+                    "%s:%d",
+                    hc->name, a->conf->max_tunnels, fc->client,
+                    fc->client_port);
+        hc_conn_abort(fc->local, UV_EBUSY, "tunnel limit");
+        return;
+    }
+    fc->ws = hc_conn_connect(a->io, hc->cs.host, hc->cs.port, a->tls,
+                             hc->cs.host, &ws_cbs, fc);
+    if (fc->ws == NULL) {
+        hc_conn_abort(fc->local, UV_ENOMEM, "cannot dial the relay");
+        return;
+    }
+    fc->nconns++;
+    hc_conn_set_timer(fc->ws, (uint64_t)a->conf->connect_timeout * 1000,
+                      ws_timeout);
+}
+
+/* ---- starting and stopping ---- */
+
+/* A stable loopback address per name: 127.77.X.Y, unique among forwards. */
+static void pick_loopback(struct hc_agent *a, struct forwarder *f)
+{
+    uint32_t h = 2166136261u;
+    for (const char *p = f->hc->name; *p; p++)
+        h = (h ^ (unsigned char)*p) * 16777619u;
+    for (int tries = 0; tries < 65536; tries++, h++) {
+        unsigned x = (h >> 8) & 0xff, y = h & 0xff;
+        int taken = 0;
+        if (y == 0 || y == 255)
+            continue;
+        snprintf(f->addr, sizeof(f->addr), "127.77.%u.%u", x, y);
+        for (struct forwarder *o = a->forwarders; o != NULL; o = o->next)
+            if (o != f && strcmp(o->addr, f->addr) == 0)
+                taken = 1;
+        if (!taken)
+            return;
+    }
+}
+
+static int write_hosts(struct hc_agent *a, int remove, char *err, size_t errlen)
+{
+    struct hc_hosts_entry entries[256];
+    size_t n = 0;
+
+    if (a->conf->hosts_file == NULL)
+        return 0;
+    for (struct forwarder *f = a->forwarders; f && !remove; f = f->next) {
+        if (f->hc->hostname == NULL || n == 256)
+            continue;
+        entries[n].addr = f->addr;
+        entries[n].hostname = f->hc->hostname;
+        entries[n].forward = f->hc->name;
+        n++;
+    }
+    return hc_hosts_update(a->conf->hosts_file, entries, n, err, errlen);
+}
+
+int hc__forward_start(struct hc_agent *a, char *err, size_t errlen)
+{
+    struct forwarder **tail = &a->forwarders;
+    int rc;
+
+    for (struct hc_agent_hc *hc = a->conf->hcs; hc != NULL; hc = hc->next) {
+        struct forwarder *f;
+        if (hc->role != HC_ROLE_FORWARD)
+            continue;
+        f = hc_xcalloc(1, sizeof(*f));
+        f->a = a;
+        f->hc = hc;
+        f->port = hc->bind_port;
+        *tail = f;
+        tail = &f->next;
+        if (hc->bind_host[0] != '\0')
+            snprintf(f->addr, sizeof(f->addr), "%s", hc->bind_host);
+        else if (hc->hostname != NULL && a->conf->hosts_file != NULL)
+            pick_loopback(a, f);
+        else
+            snprintf(f->addr, sizeof(f->addr), "127.0.0.1");
+    }
+    for (struct forwarder *f = a->forwarders; f != NULL; f = f->next) {
+        struct sockaddr_storage ss;
+        if (strchr(f->addr, ':') != NULL)
+            rc = uv_ip6_addr(f->addr, f->port, (struct sockaddr_in6 *)&ss);
+        else
+            rc = uv_ip4_addr(f->addr, f->port, (struct sockaddr_in *)&ss);
+        if (rc != 0) {
+            snprintf(err, errlen,
+                     "forward %s: bind: '%s' is not an IP "
+                     "address",
+                     f->hc->name, f->addr);
+            return rc;
+        }
+        uv_tcp_init(a->loop, &f->server);
+        f->server.data = f;
+        f->open = 1;
+        rc = uv_tcp_bind(&f->server, (struct sockaddr *)&ss, 0);
+        if (rc == 0)
+            rc = uv_listen((uv_stream_t *)&f->server, 511, on_connection);
+        if (rc != 0) {
+            snprintf(err, errlen, "forward %s: listen on %s:%d: %s",
+                     f->hc->name, f->addr, f->port, uv_strerror(rc));
+            return rc;
+        }
+        hc_log_info("forward %s: listening on %s:%d for %s%s%s", f->hc->name,
+                    f->addr, f->port, f->hc->cs.entity_path,
+                    f->hc->hostname ? ", name " : "",
+                    f->hc->hostname ? f->hc->hostname : "");
+    }
+    rc = write_hosts(a, 0, err, errlen);
+    if (rc == 0 && a->conf->hosts_file != NULL)
+        hc_log_info("hosts file %s: hcmd block written", a->conf->hosts_file);
+    return rc;
+}
+
+void hc__forward_stop(struct hc_agent *a)
+{
+    char err[300];
+
+    for (struct forwarder *f = a->forwarders; f != NULL; f = f->next) {
+        if (f->open) {
+            f->open = 0;
+            uv_close((uv_handle_t *)&f->server, NULL);
+        }
+    }
+    for (struct fconn *fc = a->fconns, *next; fc != NULL; fc = next) {
+        next = fc->next;
+        if (fc->sp != NULL) {
+            hc_splice_close(fc->sp, 1001, "agent stopping"); /* may free fc */
+        } else {
+            struct hc_conn *ws = fc->ws, *local = fc->local;
+            if (ws != NULL)
+                hc_conn_abort(ws, 0, "agent stopping");
+            if (local != NULL)
+                hc_conn_abort(local, 0, "agent stopping");
+        }
+    }
+    if (a->forwarders != NULL && write_hosts(a, 1, err, sizeof(err)) != 0)
+        hc_log_warn("hosts file: %s", err);
+}
+
+void hc__forward_free(struct hc_agent *a)
+{
+    while (a->forwarders != NULL) {
+        struct forwarder *f = a->forwarders;
+        a->forwarders = f->next;
+        hc_free(f);
+    }
+}
