@@ -30,6 +30,7 @@ struct hc_agent_hc {
     char bind_host[64]; /* empty: a loopback address chosen by hcmd */
     int bind_port;
     char *hostname; /* DNS name redirected through hosts_file, or NULL */
+    int hostname_line;
     int line;
     struct hc_agent_hc *next;
 };

@@ -56,6 +56,14 @@ void hc_conf_err(struct hc_conf_ctx *ctx, const char *fmt, ...)
 void hc_conf_err_at(struct hc_conf_ctx *ctx, int lineno, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
 
+/*
+ * A key name fit for a message: "'name'" when it looks like one (letters,
+ * '_' and '-', at most 32), else "(not shown)": a connection string
+ * wrapped after "SharedAccessKey=" puts the key where a key name goes, and
+ * it must not be echoed. Returns a static buffer.
+ */
+const char *hc_conf_keyname(const char *key);
+
 /* Value helpers: 0 on success, UV_EINVAL otherwise. */
 int hc_conf_bool(const char *s, int *out);
 int hc_conf_long(const char *s, long min, long max, long *out);

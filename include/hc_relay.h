@@ -48,6 +48,7 @@ struct hc_relay_conf {
     long handshake_timeout;      /* seconds */
     long rendezvous_timeout;     /* seconds */
     long token_grace;            /* seconds */
+    long clock_skew;             /* seconds a token stays valid after se */
     struct hc_relay_rule *rules; /* namespace level */
     struct hc_relay_hc *hcs;
 };

@@ -75,6 +75,7 @@ struct listener {
     long meta_status;
     int ntunnels;
     int closing;
+    int answered; /* the relay refused this attempt with a status */
 };
 
 struct tunnel {
@@ -632,7 +633,8 @@ static void ctl_head(struct hc_conn *c, const struct hc_http_head *h)
     char why[300], esc[200];
 
     hc_conn_stop_timer(c);
-    if (hc__agent_upgrade_ok(h, l->ws_key)) {
+    l->answered = !hc__agent_upgrade_ok(h, l->ws_key);
+    if (!l->answered) {
         hc_conn_ws_start(c);
         set_status(l, ST_CONNECTED, NULL);
         l->connected_ms = uv_now(l->a->loop);
@@ -672,10 +674,15 @@ static void ctl_close(struct hc_conn *c, int err, const char *reason)
     uv_timer_stop(&l->ping);
     if (l->closing)
         return;
-    /* An answer such as 401 already set the status and the reason. */
-    if (l->status == ST_CONNECTED || l->status == ST_CONNECTING ||
-        l->status == ST_DISCONNECTED)
+    /*
+     * An answer such as 401 already set the status and the reason; any
+     * other end (the relay unreachable, a dropped channel) is told as it is,
+     * and retried at the normal pace.
+     */
+    if (!l->answered) {
         set_status(l, ST_DISCONNECTED, reason);
+        l->slow_retry = 0;
+    }
     if (l->connected_ms != 0 &&
         uv_now(l->a->loop) - l->connected_ms >= HEALTHY_MS)
         l->attempt = 0;
@@ -768,6 +775,7 @@ static void meta_close(struct hc_conn *c, int err, const char *reason)
         snprintf(why, sizeof(why), "reading the endpoint from the relay: %s",
                  reason);
         set_status(l, ST_DISCONNECTED, why);
+        l->slow_retry = 0;
     } else if (status == 401 || status == 403) {
         snprintf(why, sizeof(why),
                  "reading the endpoint from the relay: "
@@ -841,6 +849,7 @@ static void listener_connect(struct listener *l)
     }
     if (l->status != ST_UNAUTHORIZED && l->status != ST_NOT_FOUND)
         set_status(l, ST_CONNECTING, NULL);
+    l->answered = 0;
     l->ctl = hc_conn_connect(a->io, hc->cs.host, hc->cs.port, a->tls,
                              hc->cs.host, &ctl_cbs, l);
     if (l->ctl == NULL) {

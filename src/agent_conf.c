@@ -55,6 +55,13 @@ static int name_ok(const char *s)
 }
 
 /* A connection without a connection_string is reported at the end. */
+static int is_ip(const char *s)
+{
+    unsigned char buf[16];
+    return uv_inet_pton(AF_INET, s, buf) == 0 ||
+           uv_inet_pton(AF_INET6, s, buf) == 0;
+}
+
 static const char *kind_name(const struct hc_agent_hc *h)
 {
     return h->role == HC_ROLE_FORWARD ? "forward" : "connection";
@@ -190,7 +197,7 @@ static void on_key(struct hc_conf_ctx *ctx, const char *section,
             hc_free(conf->hosts_file);
             conf->hosts_file = hc_xstrdup(value);
         } else {
-            hc_conf_err(ctx, "unknown key '%s' in [hcmd]", key);
+            hc_conf_err(ctx, "unknown key %s in [hcmd]", hc_conf_keyname(key));
         }
     } else if (ld->kind == SEC_CONN) {
         struct hc_agent_hc *h = ld->hc;
@@ -217,8 +224,8 @@ static void on_key(struct hc_conf_ctx *ctx, const char *section,
             } else if (hc_conf_hostport(value, h->bind_host,
                                         sizeof(h->bind_host),
                                         &h->bind_port) != 0 ||
-                       h->bind_port == 0) {
-                hc_conf_err(ctx, "bind: expected PORT, ADDR:PORT or "
+                       h->bind_port == 0 || !is_ip(h->bind_host)) {
+                hc_conf_err(ctx, "bind: expected PORT, IP:PORT or "
                                  "[V6]:PORT with a port from 1 to 65535");
                 h->bind_port = -1;
             }
@@ -232,6 +239,7 @@ static void on_key(struct hc_conf_ctx *ctx, const char *section,
             } else {
                 hc_free(h->hostname);
                 h->hostname = hc_xstrdup(value);
+                h->hostname_line = ctx->lineno;
             }
         } else if (h->role == HC_ROLE_LISTEN && strcmp(key, "endpoint") == 0) {
             if (hc_conf_hostport(value, h->endpoint_host,
@@ -243,8 +251,8 @@ static void on_key(struct hc_conf_ctx *ctx, const char *section,
             else
                 h->has_endpoint = 1;
         } else {
-            hc_conf_err(ctx, "unknown key '%s' in [%s %s]", key, kind_name(h),
-                        h->name);
+            hc_conf_err(ctx, "unknown key %s in [%s %s]", hc_conf_keyname(key),
+                        kind_name(h), h->name);
         }
     }
 }
@@ -280,8 +288,15 @@ int hc_agent_conf_load(const char *path, struct hc_agent_conf **out,
     end_connection(&ctx, &ld);
     if (conf->hcs == NULL && ctx.nerr == 0)
         hc_conf_err_at(&ctx, 0,
-                       "no [connection NAME] section: nothing to "
-                       "do");
+                       "no [connection NAME] or [forward NAME] "
+                       "section: nothing to do");
+    for (struct hc_agent_hc *h = conf->hcs; h != NULL; h = h->next)
+        if (h->role == HC_ROLE_FORWARD && h->hostname != NULL &&
+            conf->hosts_file == NULL)
+            hc_conf_err_at(&ctx, h->hostname_line,
+                           "[forward %s]: hostname needs hosts_file in "
+                           "[hcmd]",
+                           h->name);
     *errors = ctx.errors;
     if (ctx.nerr) {
         hc_agent_conf_free(conf);
@@ -363,6 +378,14 @@ int hc_agent_meta_endpoint(const char *xml, size_t len, char *host,
         return UV_ENOMEM;
     }
     tlen = xml_unescape(text, (size_t)(b - a));
+    while (tlen > 0 && isspace((unsigned char)text[tlen - 1]))
+        tlen--;
+    text[tlen] = '\0';
+    if (strspn(text, " \t\r\n") == tlen) {
+        hc_free(text);
+        snprintf(err, errlen, "the hybrid connection has no user metadata");
+        return HC_ENOTFOUND;
+    }
     root = json_loadb(text, tlen, JSON_REJECT_DUPLICATES, &jerr);
     hc_free(text);
     if (root == NULL || !json_is_array(root)) {

@@ -259,6 +259,21 @@ int hc_conf_parse(const char *path, const char *text, hc_conf_cb cb, void *user,
     return ctx.nerr ? HC_ECONFIG : 0;
 }
 
+const char *hc_conf_keyname(const char *key)
+{
+    static char buf[48];
+    size_t n = strlen(key);
+    int ok = n > 0 && n <= 32;
+
+    /* Letters, '_' and '-' only: a base64 key has digits, '+' or '/'. */
+    for (const char *c = key; *c && ok; c++)
+        ok = isalpha((unsigned char)*c) || *c == '_' || *c == '-';
+    if (!ok)
+        return "(not shown)";
+    snprintf(buf, sizeof(buf), "'%s'", key);
+    return buf;
+}
+
 int hc_conf_bool(const char *s, int *out)
 {
     static const char *yes[] = {"true", "yes", "on", "1"};

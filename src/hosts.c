@@ -3,6 +3,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <limits.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -12,6 +13,8 @@
 #include "hc_mem.h"
 
 #define BEGIN_MARK "# BEGIN hcmd"
+/* On the BEGIN line when hcmd ended the line before it with a newline. */
+#define JOINED_MARK "(newline added above)"
 #define END_MARK "# END hcmd"
 #define ENTRY_MARK "# hcmd forward "
 #define HOSTS_MAX (4 * 1024 * 1024)
@@ -49,6 +52,9 @@ char *hc_hosts_rewrite(const char *old, size_t len,
         if (starts_with(p, le, BEGIN_MARK)) {
             in_block = 1;
             keep = 0;
+            /* Give back the newline we added to the user's last line. */
+            if (has(p, le, JOINED_MARK) && o > 0 && out[o - 1] == '\n')
+                o--;
         } else if (in_block) {
             if (starts_with(p, le, END_MARK)) {
                 in_block = 0;
@@ -66,10 +72,12 @@ char *hc_hosts_rewrite(const char *old, size_t len,
         p = le;
     }
     if (n > 0) {
-        if (o > 0 && out[o - 1] != '\n')
+        int joined = o > 0 && out[o - 1] != '\n';
+        if (joined)
             out[o++] = '\n';
         o += (size_t)snprintf(out + o, cap - o,
-                              BEGIN_MARK ": managed by hcmd; do not edit\n");
+                              BEGIN_MARK ": managed by hcmd; do not edit%s\n",
+                              joined ? " " JOINED_MARK : "");
         for (size_t i = 0; i < n; i++)
             o += (size_t)snprintf(out + o, cap - o,
                                   "%s\t%s\t" ENTRY_MARK "%s\n", entries[i].addr,
@@ -96,10 +104,13 @@ static int write_all(int fd, const char *p, size_t len)
     return 0;
 }
 
-int hc_hosts_update(const char *path, const struct hc_hosts_entry *entries,
+int hc_hosts_update(const char *name, const struct hc_hosts_entry *entries,
                     size_t n, char *err, size_t errlen)
 {
-    char *old = NULL, *text = NULL, tmp[4096];
+    /* A symbolic link stays one: its target is what gets rewritten. */
+    char real[PATH_MAX];
+    const char *path = realpath(name, real) != NULL ? real : name;
+    char *old = NULL, *text = NULL, tmp[PATH_MAX + 16];
     size_t len = 0, tlen;
     struct stat st;
     mode_t mode = 0644;

@@ -26,7 +26,6 @@
 
 #define RV_BUCKETS 1024
 #define CTL_MSG_MAX (64 * 1024)
-#define TOKEN_SKEW 60 /* seconds of clock skew allowed on se */
 #define TOKEN_MAX 4096
 
 enum role {
@@ -287,7 +286,7 @@ static int authorize(struct hc_relay *r, struct hc_relay_hc *hc,
         snprintf(why, whylen, "invalid signature for rule %s", rule->name);
         return 401;
     }
-    if (hc_sas_check_expiry(&t, now, TOKEN_SKEW) != 0) {
+    if (hc_sas_check_expiry(&t, now, (uint64_t)r->conf->clock_skew) != 0) {
         snprintf(why, whylen, "token expired");
         return 401;
     }
@@ -1039,8 +1038,9 @@ static void on_tick(uv_timer_t *t)
 
     for (struct hc_rt *rt = r->rts; rt != NULL; rt = rt->next) {
         for (struct rconn *l = rt->listeners; l != NULL; l = l->lnext) {
-            if (!l->c->close_sent &&
-                now > l->token_expiry + (uint64_t)r->conf->token_grace) {
+            if (!l->c->close_sent && now > l->token_expiry +
+                                               (uint64_t)r->conf->clock_skew +
+                                               (uint64_t)r->conf->token_grace) {
                 hc_log_info("listener %s: token expired, closing", l->lid);
                 hc_conn_send_close(l->c, 1008, "token expired", 13);
             }

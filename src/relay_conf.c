@@ -316,13 +316,18 @@ static void on_key(struct hc_conf_ctx *ctx, const char *section,
                 hc_conf_err(ctx, "rendezvous_timeout: seconds, 1 to 3600");
             else
                 conf->rendezvous_timeout = n;
+        } else if (strcmp(key, "clock_skew") == 0) {
+            if (hc_conf_long(value, 0, 3600, &n) != 0)
+                hc_conf_err(ctx, "clock_skew: seconds, 0 to 3600");
+            else
+                conf->clock_skew = n;
         } else if (strcmp(key, "token_grace") == 0) {
             if (hc_conf_long(value, 0, 86400, &n) != 0)
                 hc_conf_err(ctx, "token_grace: seconds, 0 to 86400");
             else
                 conf->token_grace = n;
         } else {
-            hc_conf_err(ctx, "unknown key '%s' in [relay]", key);
+            hc_conf_err(ctx, "unknown key %s in [relay]", hc_conf_keyname(key));
         }
     } else if (ld->kind == SEC_RULE) {
         struct hc_relay_rule *r = ld->rule;
@@ -343,7 +348,8 @@ static void on_key(struct hc_conf_ctx *ctx, const char *section,
             else
                 set_str(&r->secondary_key, value);
         } else {
-            hc_conf_err(ctx, "unknown key '%s' in [%s]", key, section);
+            hc_conf_err(ctx, "unknown key %s in [%s]", hc_conf_keyname(key),
+                        section);
         }
     } else if (ld->kind == SEC_HC) {
         struct hc_relay_hc *h = ld->hc;
@@ -356,7 +362,8 @@ static void on_key(struct hc_conf_ctx *ctx, const char *section,
             else
                 set_str(&h->user_metadata, value);
         } else {
-            hc_conf_err(ctx, "unknown key '%s' in [%s]", key, section);
+            hc_conf_err(ctx, "unknown key %s in [%s]", hc_conf_keyname(key),
+                        section);
         }
     }
 }
@@ -429,6 +436,7 @@ int hc_relay_conf_load(const char *path, struct hc_relay_conf **out,
     conf->handshake_timeout = 10;
     conf->rendezvous_timeout = 30;
     conf->token_grace = 300;
+    conf->clock_skew = 60;
     rc = hc_conf_parse(path, NULL, on_key, &ld, errors);
     if (rc != 0 && rc != HC_ECONFIG) {
         while (ld.pending != NULL) {

@@ -80,6 +80,11 @@ static void tcp_close_cb(struct hc_conn *c, int err, const char *reason)
     s->bytes_from_tcp = c->bytes_in;
     s->bytes_to_tcp = c->bytes_out;
     s->tcp_gone = 1;
+    /* Nothing waits for the endpoint now: read (and drop) to see the Close. */
+    if (s->ws_paused && !s->ws_gone) {
+        s->ws_paused = 0;
+        hc_conn_read_start(s->ws);
+    }
     if (err != 0) {
         snprintf(why, sizeof(why), "endpoint: %s", reason);
         set_reason(s, why);

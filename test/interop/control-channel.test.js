@@ -12,7 +12,7 @@ const GRACE = 2;
 let relay;
 
 before(async () => {
-  relay = await startRelay({ relay: { token_grace: GRACE } });
+  relay = await startRelay({ relay: { token_grace: GRACE, clock_skew: 0 } });
 }, { timeout: T(60000) });
 
 after(async () => {

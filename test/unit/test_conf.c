@@ -1078,7 +1078,7 @@ static void relay_sample_loads(void **state)
                         "REPLACE-WITH-A-RANDOM-KEY-0000000000000000=");
     assert_string_equal(rule->secondary_key,
                         "REPLACE-WITH-ANOTHER-KEY-000000000000000=");
-    assert_int_equal(rule->line, 29);
+    assert_int_equal(rule->line, 32);
     assert_null(rule->next);
 
     hc = hc_relay_conf_find_hc(conf, "db");
@@ -1089,7 +1089,7 @@ static void relay_sample_loads(void **state)
     assert_string_equal(
         hc->user_metadata,
         "[{\"key\":\"endpoint\",\"value\":\"localhost:6379\"}]");
-    assert_int_equal(hc->line, 36);
+    assert_int_equal(hc->line, 39);
 
     rule = hc_relay_conf_find_rule(conf, "db/defaultListener", &hc_name);
     assert_non_null(rule);
