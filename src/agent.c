@@ -89,7 +89,8 @@ struct tunnel {
     char remote[64];
     int remote_port;
     char ws_key[25];
-    int ep_state; /* 0 pending, 1 connected, -1 failed */
+    int ep_state;    /* 0 pending, 1 connected, -1 failed */
+    int reject_code; /* 502 endpoint unreachable, 503 tunnel limit */
     int rv_up, requested, rejecting;
     char ep_err[400];
     int nconns;
@@ -256,8 +257,9 @@ static void rv_timeout(struct hc_conn *c)
 /* Both dials are done (or one failed): join or reject the rendezvous. */
 static void tunnel_request(struct tunnel *t)
 {
-    char head[4096], host[300], *desc = NULL;
+    char head[4096], host[300], reject[600] = "";
     const char *q = t->url.query;
+    const char *proto = t->protocol;
     int n;
 
     if (t->requested || !t->rv_up || t->ep_state == 0)
@@ -269,22 +271,24 @@ static void tunnel_request(struct tunnel *t)
         return;
     }
     if (t->ep_state < 0) {
+        /* Reject: the relay answers 410 and the sender gets our status. */
+        char *desc = hc_url_encode(t->ep_err, strlen(t->ep_err));
         t->rejecting = 1;
-        desc = hc_url_encode(t->ep_err, strlen(t->ep_err));
+        proto = NULL;
+        snprintf(reject, sizeof(reject),
+                 "%ssb-hc-statusCode=%d&sb-hc-statusDescription=%s",
+                 q[0] ? "&" : "?", t->reject_code ? t->reject_code : 502,
+                 desc ? desc : "");
+        hc_free(desc);
     }
-    n = snprintf(
-        head, sizeof(head),
-        "GET %s%s%s%s%s%s HTTP/1.1\r\nHost: %s\r\n"
-        "Upgrade: websocket\r\nConnection: Upgrade\r\n"
-        "Sec-WebSocket-Key: %s\r\nSec-WebSocket-Version: 13\r\n"
-        "%s%s%s\r\n",
-        t->url.path, q[0] ? "?" : "", q, t->rejecting ? (q[0] ? "&" : "?") : "",
-        t->rejecting ? "sb-hc-statusCode=502&sb-hc-statusDescription=" : "",
-        desc ? desc : "", host, t->ws_key,
-        t->protocol && !t->rejecting ? "Sec-WebSocket-Protocol: " : "",
-        t->protocol && !t->rejecting ? t->protocol : "",
-        t->protocol && !t->rejecting ? "\r\n" : "");
-    hc_free(desc);
+    n = snprintf(head, sizeof(head),
+                 "GET %s%s%s%s HTTP/1.1\r\nHost: %s\r\n"
+                 "Upgrade: websocket\r\nConnection: Upgrade\r\n"
+                 "Sec-WebSocket-Key: %s\r\nSec-WebSocket-Version: 13\r\n"
+                 "%s%s%s\r\n",
+                 t->url.path, q[0] ? "?" : "", q, reject, host, t->ws_key,
+                 proto ? "Sec-WebSocket-Protocol: " : "", proto ? proto : "",
+                 proto ? "\r\n" : "");
     if (n < 0 || (size_t)n >= sizeof(head)) {
         hc_conn_abort(t->rv, HC_ETOOBIG, "rendezvous address too long");
         return;
@@ -347,10 +351,10 @@ static void rv_head(struct hc_conn *c, const struct hc_http_head *h)
     hc_conn_stop_timer(c);
     if (t->rejecting) {
         if (h->status == 410)
-            hc_log_info("%s: rejected sender %s:%d (502): %s",
+            hc_log_info("%s: rejected sender %s:%d (%d): %s",
                         t->l ? t->l->hc->name : "?",
                         t->remote[0] ? t->remote : "-", t->remote_port,
-                        t->ep_err);
+                        t->reject_code ? t->reject_code : 502, t->ep_err);
         else
             hc_log_warn("%s: reject of %s answered %d",
                         t->l ? t->l->hc->name : "?", t->id, h->status);
@@ -447,6 +451,7 @@ static void on_accept(struct listener *l, const struct hc_ctl_msg *m)
     tls = strcmp(t->url.scheme, "wss") == 0;
     if (a->ntunnels > a->conf->max_tunnels) {
         t->ep_state = -1;
+        t->reject_code = 503;
         snprintf(t->ep_err, sizeof(t->ep_err), "tunnel limit (%ld) reached",
                  a->conf->max_tunnels);
         hc_log_warn("%s: %s: rejecting sender", l->hc->name, t->ep_err);
