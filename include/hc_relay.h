@@ -61,6 +61,10 @@ struct hc_relay_conf {
 int hc_relay_conf_load(const char *path, struct hc_relay_conf **out,
                        char **errors);
 void hc_relay_conf_free(struct hc_relay_conf *conf);
+/* Free (and wipe) the rules of one hybrid connection; its name stays. */
+void hc_relay_conf_free_rules(struct hc_relay_hc *hc);
+/* Free one hybrid connection that is no longer in any conf's list. */
+void hc_relay_conf_free_hc(struct hc_relay_hc *hc);
 /* The hybrid connection with that exact name (case-insensitive) or NULL. */
 struct hc_relay_hc *hc_relay_conf_find_hc(const struct hc_relay_conf *conf,
                                           const char *name);
@@ -81,6 +85,14 @@ int hc_relay_new(struct hc_relay **out, uv_loop_t *loop,
 int hc_relay_start(struct hc_relay *r, char *err, size_t errlen);
 /* The port actually bound (after start). */
 int hc_relay_port(const struct hc_relay *r);
+/*
+ * Apply a new configuration (SIGHUP), taking ownership of conf: rules and
+ * keys change at once for new handshakes and renewTokens; hybrid
+ * connections that are gone have their listeners closed (1001); open
+ * tunnels are untouched. listen, cert_file and key_file need a restart.
+ * Returns 0.
+ */
+int hc_relay_reload(struct hc_relay *r, struct hc_relay_conf *conf);
 /* Stop listening and close every connection; uv_run then returns. */
 void hc_relay_stop(struct hc_relay *r);
 void hc_relay_free(struct hc_relay *r);

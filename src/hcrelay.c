@@ -28,14 +28,33 @@ static const char usage[] =
     "libraries\n";
 
 static struct hc_relay *relay;
+static const char *conf_path;
+static int verbose;
 static int signals_seen;
 static uv_signal_t sigint, sigterm, sighup;
 
 static void on_signal(uv_signal_t *s, int signum)
 {
     if (signum == SIGHUP) {
-        hc_log_info("SIGHUP: configuration reload is not supported yet; "
-                    "restart to apply changes");
+        struct hc_relay_conf *conf;
+        char *errors = NULL;
+        if (hc_relay_conf_load(conf_path, &conf, &errors) != 0) {
+            /* Keep the running configuration; say why, line by line. */
+            char *line, *save = NULL;
+            hc_log_err("SIGHUP: %s has errors; the running configuration "
+                       "stays",
+                       conf_path);
+            for (line = strtok_r(errors, "\n", &save); line != NULL;
+                 line = strtok_r(NULL, "\n", &save))
+                hc_log_err("%s", line);
+            hc_free(errors);
+            return;
+        }
+        hc_free(errors);
+        hc_log_set_level(verbose ? HC_LOG_DEBUG
+                                 : (enum hc_log_level)conf->log_level);
+        hc_relay_reload(relay, conf);
+        hc_log_info("SIGHUP: configuration reloaded from %s", conf_path);
         return;
     }
     if (signals_seen++ > 0) {
@@ -96,7 +115,7 @@ static int print_connection_string(struct hc_relay_conf *conf,
 int main(int argc, char **argv)
 {
     const char *path = NULL;
-    int check = 0, verbose = 0, i;
+    int check = 0, i;
     struct hc_relay_conf *conf;
     char *errors = NULL;
     char err[512];
@@ -159,6 +178,7 @@ int main(int argc, char **argv)
         hc_relay_conf_free(conf);
         return 0;
     }
+    conf_path = path;
     hc_log_set_level(verbose ? HC_LOG_DEBUG
                              : (enum hc_log_level)conf->log_level);
     signal(SIGPIPE, SIG_IGN);

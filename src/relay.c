@@ -82,6 +82,8 @@ struct hc_relay {
     struct rconn *all;
     struct rconn *rv[RV_BUCKETS];
     char created[40];
+    /* Hybrid connections removed by a reload that tunnels still name. */
+    struct hc_relay_hc *retired;
 };
 
 static const struct hc_conn_cbs relay_cbs;
@@ -1132,10 +1134,54 @@ void hc_relay_stop(struct hc_relay *r)
     }
 }
 
+int hc_relay_reload(struct hc_relay *r, struct hc_relay_conf *conf)
+{
+    struct hc_relay_conf *old = r->conf;
+
+    if (strcmp(conf->listen_host, old->listen_host) != 0 ||
+        conf->listen_port != old->listen_port ||
+        strcmp(conf->cert_file, old->cert_file) != 0 ||
+        strcmp(conf->key_file, old->key_file) != 0)
+        hc_log_warn("reload: listen, cert_file and key_file take effect at "
+                    "the next start");
+    for (struct hc_rt *rt = r->rts; rt != NULL; rt = rt->next) {
+        struct hc_relay_hc *nh = hc_relay_conf_find_hc(conf, rt->hc->name);
+        struct hc_relay_hc **pp;
+        if (nh != NULL) {
+            rt->hc = nh;
+            continue;
+        }
+        hc_log_info("reload: hybrid connection %s removed: closing its %d "
+                    "listeners",
+                    rt->hc->name, rt->nlisteners);
+        for (struct rconn *l = rt->listeners; l != NULL; l = l->lnext)
+            hc_conn_send_close(l->c, 1001, "hybrid connection removed", 25);
+        /* Keep the name for the tunnels still open; drop the keys now. */
+        for (pp = &old->hcs; *pp != NULL; pp = &(*pp)->next) {
+            if (*pp == rt->hc) {
+                *pp = rt->hc->next;
+                break;
+            }
+        }
+        hc_relay_conf_free_rules(rt->hc);
+        rt->hc->next = r->retired;
+        r->retired = rt->hc;
+    }
+    r->conf = conf;
+    hc_relay_conf_free(old);
+    return 0;
+}
+
 void hc_relay_free(struct hc_relay *r)
 {
     if (r == NULL)
         return;
+    while (r->retired != NULL) {
+        struct hc_relay_hc *h = r->retired;
+        r->retired = h->next;
+        h->next = NULL;
+        hc_relay_conf_free_hc(h);
+    }
     while (r->rts != NULL) {
         struct hc_rt *rt = r->rts;
         r->rts = rt->next;

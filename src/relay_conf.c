@@ -56,6 +56,20 @@ static void rule_free(struct hc_relay_rule *r)
     }
 }
 
+void hc_relay_conf_free_rules(struct hc_relay_hc *hc)
+{
+    rule_free(hc->rules);
+    hc->rules = NULL;
+}
+
+void hc_relay_conf_free_hc(struct hc_relay_hc *h)
+{
+    rule_free(h->rules);
+    hc_free(h->name);
+    hc_free(h->user_metadata);
+    hc_free(h);
+}
+
 void hc_relay_conf_free(struct hc_relay_conf *conf)
 {
     if (conf == NULL)
@@ -63,10 +77,7 @@ void hc_relay_conf_free(struct hc_relay_conf *conf)
     rule_free(conf->rules);
     for (struct hc_relay_hc *h = conf->hcs, *next; h != NULL; h = next) {
         next = h->next;
-        rule_free(h->rules);
-        hc_free(h->name);
-        hc_free(h->user_metadata);
-        hc_free(h);
+        hc_relay_conf_free_hc(h);
     }
     hc_free(conf->path);
     hc_free(conf->cert_file);
