@@ -31,6 +31,7 @@ struct hc_agent_hc {
     int bind_port;
     char *hostname; /* DNS name redirected through hosts_file, or NULL */
     int hostname_line;
+    int matched; /* reload: an entry of the running config matched it */
     int line;
     struct hc_agent_hc *next;
 };
@@ -46,6 +47,7 @@ struct hc_agent_conf {
     long retry_max;       /* seconds, the reconnect backoff cap */
     long connect_timeout; /* seconds, endpoint and rendezvous dials */
     char *hosts_file;     /* hosts file with hcmd's block, or NULL */
+    long drain_timeout;   /* seconds live tunnels get at stop */
     struct hc_agent_hc *hcs;
 };
 
@@ -57,6 +59,14 @@ struct hc_agent_conf {
 int hc_agent_conf_load(const char *path, struct hc_agent_conf **out,
                        char **errors);
 void hc_agent_conf_free(struct hc_agent_conf *conf);
+/* The entry named name with that role, or NULL. */
+struct hc_agent_hc *hc_agent_conf_find(const struct hc_agent_conf *conf,
+                                       const char *name,
+                                       enum hc_agent_role role);
+/* Take h out of conf's list (the caller then owns it). */
+void hc_agent_conf_detach(struct hc_agent_conf *conf, struct hc_agent_hc *h);
+/* Free one entry (its key wiped). */
+void hc_agent_hc_free(struct hc_agent_hc *h);
 
 /*
  * The endpoint in an entity description (protocol.md section 6): the Atom
@@ -77,7 +87,19 @@ int hc_agent_new(struct hc_agent **out, uv_loop_t *loop,
  * call hc_agent_stop and let the loop end.
  */
 int hc_agent_start(struct hc_agent *a, char *err, size_t errlen);
-/* Close control channels and tunnels; uv_run then returns. */
+/*
+ * Apply a new configuration (SIGHUP), taking ownership of conf: unchanged
+ * connections keep their control channel and tunnels, a changed key goes
+ * out as renewToken on the open channel, removed ones drain, new ones
+ * start. Returns 0, or an error with a reason in err (conf is freed and the
+ * running configuration stays).
+ */
+int hc_agent_reload(struct hc_agent *a, struct hc_agent_conf *conf, char *err,
+                    size_t errlen);
+/*
+ * Stop accepting, close control channels, let live tunnels finish for up
+ * to drain_timeout, then close them with 1001; uv_run then returns.
+ */
 void hc_agent_stop(struct hc_agent *a);
 void hc_agent_free(struct hc_agent *a);
 

@@ -74,8 +74,10 @@ struct listener {
     size_t meta_len;
     long meta_status;
     int ntunnels;
-    int closing;
-    int answered; /* the relay refused this attempt with a status */
+    int closing;        /* retired: no reconnects; freed once all is closed */
+    int answered;       /* the relay refused this attempt with a status */
+    int pending_closes; /* timers still closing */
+    struct hc_agent_hc *own_hc; /* a removed entry this listener owns */
 };
 
 struct tunnel {
@@ -100,6 +102,8 @@ struct tunnel {
 
 static void listener_connect(struct listener *l);
 static void schedule_retry(struct listener *l);
+static void on_renew(uv_timer_t *h);
+static void listener_maybe_free(struct listener *l);
 
 /* ---- small helpers ---- */
 
@@ -222,11 +226,13 @@ static void tunnel_free(struct tunnel *t)
     if (t->next != NULL)
         t->next->prev = t->prev;
     a->ntunnels--;
-    if (t->l != NULL)
-        t->l->ntunnels--;
     hc_url_free(&t->url);
     hc_free(t->id);
     hc_free(t->protocol);
+    if (t->l != NULL) {
+        t->l->ntunnels--;
+        listener_maybe_free(t->l);
+    }
     hc_free(t);
 }
 
@@ -559,9 +565,9 @@ static void ctl_control(struct hc_conn *c, int opcode, const uint8_t *data,
     }
 }
 
-static void on_renew(uv_timer_t *h)
+/* A fresh token on the open channel; the next renewal at 80% of it. */
+static void send_renew(struct listener *l)
 {
-    struct listener *l = h->data;
     uint64_t expiry;
     char *tok, *json;
 
@@ -577,8 +583,14 @@ static void on_renew(uv_timer_t *h)
     hc_conn_send_frame(l->ctl, WSLAY_TEXT_FRAME, 1, json, strlen(json));
     hc_free_secret_str(json);
     hc_log_debug("%s: token renewed", l->hc->name);
-    uv_timer_start(&l->renew, on_renew,
-                   (uint64_t)l->a->conf->token_lifetime * 800, 0);
+    if (l->hc->cs.key != NULL)
+        uv_timer_start(&l->renew, on_renew,
+                       (uint64_t)l->a->conf->token_lifetime * 800, 0);
+}
+
+static void on_renew(uv_timer_t *h)
+{
+    send_renew(h->data);
 }
 
 static void on_ping(uv_timer_t *h)
@@ -675,10 +687,12 @@ static void ctl_close(struct hc_conn *c, int err, const char *reason)
     struct listener *l = c->data;
 
     l->ctl = NULL;
+    if (l->closing) {
+        listener_maybe_free(l);
+        return;
+    }
     uv_timer_stop(&l->renew);
     uv_timer_stop(&l->ping);
-    if (l->closing)
-        return;
     /*
      * An answer such as 401 already set the status and the reason; any
      * other end (the relay unreachable, a dropped channel) is told as it is,
@@ -822,6 +836,8 @@ out:
     hc_free(l->meta_body);
     l->meta_body = NULL;
     l->meta_len = 0;
+    if (l->closing)
+        listener_maybe_free(l);
 }
 
 static const struct hc_conn_cbs meta_cbs = {
@@ -898,11 +914,81 @@ static void schedule_retry(struct listener *l)
 
 /* ---- the agent ---- */
 
+static void listener_timer_closed(uv_handle_t *h)
+{
+    struct listener *l = h->data;
+    l->pending_closes--;
+    listener_maybe_free(l);
+}
+
+static struct listener *listener_new(struct hc_agent *a, struct hc_agent_hc *hc)
+{
+    struct listener *l = hc_xcalloc(1, sizeof(*l)), **tail;
+
+    l->a = a;
+    l->hc = hc;
+    l->status = ST_CONNECTING;
+    if (hc->has_endpoint) {
+        snprintf(l->ep_host, sizeof(l->ep_host), "%s", hc->endpoint_host);
+        l->ep_port = hc->endpoint_port;
+        l->have_ep = 1;
+    }
+    uv_timer_init(a->loop, &l->retry);
+    uv_timer_init(a->loop, &l->renew);
+    uv_timer_init(a->loop, &l->ping);
+    l->retry.data = l->renew.data = l->ping.data = l;
+    for (tail = &a->listeners; *tail != NULL; tail = &(*tail)->next)
+        ;
+    *tail = l;
+    if (hc->cs.sas != NULL)
+        hc_log_warn("%s: the connection string holds a fixed "
+                    "SharedAccessSignature; it cannot be renewed",
+                    hc->name);
+    return l;
+}
+
+/* Stop for good: no reconnects; live tunnels may finish. */
+static void listener_retire(struct listener *l)
+{
+    if (l->closing)
+        return;
+    l->closing = 1;
+    l->pending_closes = 3;
+    uv_close((uv_handle_t *)&l->retry, listener_timer_closed);
+    uv_close((uv_handle_t *)&l->renew, listener_timer_closed);
+    uv_close((uv_handle_t *)&l->ping, listener_timer_closed);
+    if (l->ctl != NULL) {
+        hc_conn_send_close(l->ctl, 1000, "Normal Closure", 14);
+        hc_conn_close(l->ctl, 0, "listener stopped");
+    }
+    if (l->meta != NULL)
+        hc_conn_abort(l->meta, 0, "listener stopped");
+}
+
+static void listener_maybe_free(struct listener *l)
+{
+    struct listener **pp;
+
+    if (!l->closing || l->pending_closes > 0 || l->ctl != NULL ||
+        l->meta != NULL || l->ntunnels > 0)
+        return;
+    for (pp = &l->a->listeners; *pp != NULL; pp = &(*pp)->next) {
+        if (*pp == l) {
+            *pp = l->next;
+            break;
+        }
+    }
+    if (l->own_hc != NULL)
+        hc_agent_hc_free(l->own_hc);
+    hc_free(l->msg);
+    hc_free(l->meta_body);
+    hc_free(l);
+}
+
 int hc_agent_new(struct hc_agent **out, uv_loop_t *loop,
                  struct hc_agent_conf *conf, char *err, size_t errlen)
 {
     struct hc_agent *a = hc_xcalloc(1, sizeof(*a));
-    struct listener **tail = &a->listeners;
     int rc;
 
     a->loop = loop;
@@ -919,26 +1005,11 @@ int hc_agent_new(struct hc_agent **out, uv_loop_t *loop,
                     "false): anyone on the path can read and change the "
                     "traffic. Use this for tests only.");
     a->io = hc_io_new(loop);
-    for (struct hc_agent_hc *hc = conf->hcs; hc != NULL; hc = hc->next) {
-        struct listener *l;
-        if (hc->role != HC_ROLE_LISTEN)
-            continue;
-        l = hc_xcalloc(1, sizeof(*l));
-        l->a = a;
-        l->hc = hc;
-        l->status = ST_CONNECTING;
-        if (hc->has_endpoint) {
-            snprintf(l->ep_host, sizeof(l->ep_host), "%s", hc->endpoint_host);
-            l->ep_port = hc->endpoint_port;
-            l->have_ep = 1;
-        }
-        uv_timer_init(loop, &l->retry);
-        uv_timer_init(loop, &l->renew);
-        uv_timer_init(loop, &l->ping);
-        l->retry.data = l->renew.data = l->ping.data = l;
-        *tail = l;
-        tail = &l->next;
-    }
+    uv_timer_init(loop, &a->drain);
+    a->drain.data = a;
+    for (struct hc_agent_hc *hc = conf->hcs; hc != NULL; hc = hc->next)
+        if (hc->role == HC_ROLE_LISTEN)
+            listener_new(a, hc);
     *out = a;
     return 0;
 }
@@ -948,34 +1019,94 @@ int hc_agent_start(struct hc_agent *a, char *err, size_t errlen)
     int rc = hc__forward_start(a, err, errlen);
     if (rc != 0)
         return rc;
-    for (struct listener *l = a->listeners; l != NULL; l = l->next) {
-        if (l->hc->cs.sas != NULL)
-            hc_log_warn("%s: the connection string holds a fixed "
-                        "SharedAccessSignature; it cannot be renewed",
-                        l->hc->name);
+    for (struct listener *l = a->listeners; l != NULL; l = l->next)
         listener_connect(l);
-    }
     return 0;
 }
 
-void hc_agent_stop(struct hc_agent *a)
+static int same_target(const struct hc_agent_hc *x, const struct hc_agent_hc *y)
 {
-    if (a->stopping)
-        return;
-    a->stopping = 1;
-    hc__forward_stop(a);
-    for (struct listener *l = a->listeners; l != NULL; l = l->next) {
-        l->closing = 1;
-        uv_timer_stop(&l->retry);
-        uv_timer_stop(&l->renew);
-        uv_timer_stop(&l->ping);
-        if (l->ctl != NULL) {
-            hc_conn_send_close(l->ctl, 1000, "Normal Closure", 14);
-            hc_conn_close(l->ctl, 0, "agent stopping");
+    return strcmp(x->cs.host, y->cs.host) == 0 && x->cs.port == y->cs.port &&
+           strcmp(x->cs.entity_path, y->cs.entity_path) == 0;
+}
+
+static int same_str(const char *x, const char *y)
+{
+    return (x == NULL && y == NULL) ||
+           (x != NULL && y != NULL && strcmp(x, y) == 0);
+}
+
+int hc_agent_reload(struct hc_agent *a, struct hc_agent_conf *conf, char *err,
+                    size_t errlen)
+{
+    struct hc_agent_conf *old = a->conf;
+    struct listener *l;
+
+    if (!same_str(conf->ca_file, old->ca_file) ||
+        conf->tls_verify != old->tls_verify) {
+        struct hc_tls_conf *tls;
+        if (hc_tls_conf_client(&tls, conf->ca_file, conf->tls_verify, err,
+                               errlen) != 0) {
+            hc_agent_conf_free(conf);
+            return HC_ETLS;
         }
-        if (l->meta != NULL)
-            hc_conn_abort(l->meta, 0, "agent stopping");
+        /* Live connections still use the old one: keep it until exit. */
+        a->old_tls[a->nold_tls < 8 ? a->nold_tls++ : 7] = a->tls;
+        a->tls = tls;
     }
+    for (l = a->listeners; l != NULL; l = l->next) {
+        struct hc_agent_hc *nh;
+        if (l->closing)
+            continue;
+        nh = hc_agent_conf_find(conf, l->hc->name, HC_ROLE_LISTEN);
+        if (nh == NULL || !same_target(l->hc, nh)) {
+            hc_log_info("reload: %s %s: its tunnels may finish", l->hc->name,
+                        nh ? "changed target, reconnecting" : "removed");
+            hc_agent_conf_detach(old, l->hc);
+            l->own_hc = l->hc;
+            listener_retire(l);
+            continue;
+        }
+        if (nh->has_endpoint) {
+            snprintf(l->ep_host, sizeof(l->ep_host), "%s", nh->endpoint_host);
+            l->ep_port = nh->endpoint_port;
+            l->have_ep = 1;
+        }
+        if (!same_str(nh->cs.key_name, l->hc->cs.key_name) ||
+            !same_str(nh->cs.key, l->hc->cs.key) ||
+            !same_str(nh->cs.sas, l->hc->cs.sas)) {
+            l->hc = nh;
+            if (l->status == ST_CONNECTED) {
+                hc_log_info("reload: %s: key changed, sending renewToken",
+                            nh->name);
+                uv_timer_stop(&l->renew);
+                send_renew(l);
+            } else if (uv_is_active((uv_handle_t *)&l->retry)) {
+                hc_log_info("reload: %s: key changed, connecting now",
+                            nh->name);
+                uv_timer_stop(&l->retry);
+                l->attempt = 0;
+                l->slow_retry = 0;
+                listener_connect(l);
+            }
+        }
+        l->hc = nh;
+        nh->matched = 1;
+    }
+    for (struct hc_agent_hc *h = conf->hcs; h != NULL; h = h->next) {
+        if (h->role != HC_ROLE_LISTEN || h->matched)
+            continue;
+        hc_log_info("reload: %s added", h->name);
+        listener_connect(listener_new(a, h));
+    }
+    hc__forward_reload(a, conf);
+    a->conf = conf;
+    hc_agent_conf_free(old);
+    return 0;
+}
+
+static void close_tunnels(struct hc_agent *a)
+{
     for (struct tunnel *t = a->tunnels, *next; t != NULL; t = next) {
         next = t->next;
         if (t->sp != NULL) {
@@ -989,10 +1120,34 @@ void hc_agent_stop(struct hc_agent *a)
                 hc_conn_abort(ep, 0, "agent stopping");
         }
     }
-    for (struct listener *l = a->listeners; l != NULL; l = l->next) {
-        uv_close((uv_handle_t *)&l->retry, NULL);
-        uv_close((uv_handle_t *)&l->renew, NULL);
-        uv_close((uv_handle_t *)&l->ping, NULL);
+    hc__forward_close_all(a);
+}
+
+static void on_drain_timeout(uv_timer_t *h)
+{
+    struct hc_agent *a = h->data;
+    hc_log_info("drain_timeout: closing the %ld tunnels left", a->ntunnels);
+    close_tunnels(a);
+}
+
+void hc_agent_stop(struct hc_agent *a)
+{
+    if (a->stopping)
+        return;
+    a->stopping = 1;
+    hc__forward_stop(a);
+    for (struct listener *l = a->listeners, *next; l != NULL; l = next) {
+        next = l->next;
+        listener_retire(l);
+    }
+    if (a->ntunnels > 0 && a->conf->drain_timeout > 0) {
+        hc_log_info("stopping: %ld tunnels may finish within %ld s",
+                    a->ntunnels, a->conf->drain_timeout);
+        uv_timer_start(&a->drain, on_drain_timeout,
+                       (uint64_t)a->conf->drain_timeout * 1000, 0);
+        uv_unref((uv_handle_t *)&a->drain); /* the tunnels keep us alive */
+    } else {
+        close_tunnels(a);
     }
 }
 
@@ -1000,9 +1155,12 @@ void hc_agent_free(struct hc_agent *a)
 {
     if (a == NULL)
         return;
+    uv_close((uv_handle_t *)&a->drain, NULL);
     while (a->listeners != NULL) {
         struct listener *l = a->listeners;
         a->listeners = l->next;
+        if (l->own_hc != NULL)
+            hc_agent_hc_free(l->own_hc);
         hc_free(l->msg);
         hc_free(l->meta_body);
         hc_free(l);
@@ -1010,6 +1168,8 @@ void hc_agent_free(struct hc_agent *a)
     hc__forward_free(a);
     hc_io_free(a->io);
     hc_tls_conf_free(a->tls);
+    for (int i = 0; i < a->nold_tls; i++)
+        hc_tls_conf_free(a->old_tls[i]);
     hc_agent_conf_free(a->conf);
     hc_free(a);
 }

@@ -21,12 +21,33 @@ struct load {
     int nseen;
 };
 
-static void hc_free_one(struct hc_agent_hc *h)
+void hc_agent_hc_free(struct hc_agent_hc *h)
 {
     hc_connstr_free(&h->cs);
     hc_free(h->name);
     hc_free(h->hostname);
     hc_free(h);
+}
+
+void hc_agent_conf_detach(struct hc_agent_conf *conf, struct hc_agent_hc *h)
+{
+    for (struct hc_agent_hc **pp = &conf->hcs; *pp != NULL; pp = &(*pp)->next) {
+        if (*pp == h) {
+            *pp = h->next;
+            h->next = NULL;
+            return;
+        }
+    }
+}
+
+struct hc_agent_hc *hc_agent_conf_find(const struct hc_agent_conf *conf,
+                                       const char *name,
+                                       enum hc_agent_role role)
+{
+    for (struct hc_agent_hc *h = conf->hcs; h != NULL; h = h->next)
+        if (h->role == role && strcmp(h->name, name) == 0)
+            return h;
+    return NULL;
 }
 
 void hc_agent_conf_free(struct hc_agent_conf *conf)
@@ -36,7 +57,7 @@ void hc_agent_conf_free(struct hc_agent_conf *conf)
     while (conf->hcs != NULL) {
         struct hc_agent_hc *h = conf->hcs;
         conf->hcs = h->next;
-        hc_free_one(h);
+        hc_agent_hc_free(h);
     }
     hc_free(conf->path);
     hc_free(conf->ca_file);
@@ -191,6 +212,8 @@ static void on_key(struct hc_conf_ctx *ctx, const char *section,
             long_key(ctx, key, value, 1, 3600, &conf->ping_interval);
         } else if (strcmp(key, "retry_max") == 0) {
             long_key(ctx, key, value, 1, 3600, &conf->retry_max);
+        } else if (strcmp(key, "drain_timeout") == 0) {
+            long_key(ctx, key, value, 0, 86400, &conf->drain_timeout);
         } else if (strcmp(key, "connect_timeout") == 0) {
             long_key(ctx, key, value, 1, 600, &conf->connect_timeout);
         } else if (strcmp(key, "hosts_file") == 0) {
@@ -275,6 +298,7 @@ int hc_agent_conf_load(const char *path, struct hc_agent_conf **out,
     conf->ping_interval = 30;
     conf->retry_max = 30;
     conf->connect_timeout = 10;
+    conf->drain_timeout = 30;
     rc = hc_conf_parse(path, NULL, on_key, &ld, errors);
     if (rc != 0 && rc != HC_ECONFIG) {
         hc_agent_conf_free(conf);

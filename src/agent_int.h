@@ -30,6 +30,9 @@ struct hc_agent {
     struct fconn *fconns;
     long ntunnels; /* listener tunnels and forwarded connections */
     int stopping;
+    uv_timer_t drain;               /* drain_timeout at stop */
+    struct hc_tls_conf *old_tls[8]; /* replaced by reloads, still in use */
+    int nold_tls;
 };
 
 /* A lower-case GUID (128 random bits). */
@@ -46,8 +49,12 @@ int hc__agent_upgrade_ok(const struct hc_http_head *h, const char *key);
 
 /* forward.c: bind every [forward], write the hosts block. */
 int hc__forward_start(struct hc_agent *a, char *err, size_t errlen);
-/* Stop accepting, end forwarded connections, remove the hosts block. */
+/* Stop accepting and remove the hosts block; connections go on. */
 void hc__forward_stop(struct hc_agent *a);
+/* End every forwarded connection (1001 towards the relay). */
+void hc__forward_close_all(struct hc_agent *a);
+/* Apply a new configuration's [forward] sections (a->conf is still old). */
+void hc__forward_reload(struct hc_agent *a, struct hc_agent_conf *conf);
 void hc__forward_free(struct hc_agent *a);
 
 #endif

@@ -25,10 +25,16 @@ struct forwarder {
     struct hc_agent_hc *hc;
     struct forwarder *next;
     uv_tcp_t server;
-    int open;
+    int open;    /* the server handle is open */
+    int closing; /* retired: freed when closed and unused */
+    int closed;  /* the server's close callback ran (or it never opened) */
+    long nconns; /* its connections still open */
+    struct hc_agent_hc *own_hc; /* a removed entry this forwarder owns */
     char addr[64];
     int port;
 };
+
+static void forwarder_maybe_free(struct forwarder *f);
 
 struct fconn {
     struct forwarder *f;
@@ -44,7 +50,8 @@ struct fconn {
 
 static void fconn_free(struct fconn *fc)
 {
-    struct hc_agent *a = fc->f->a;
+    struct forwarder *f = fc->f;
+    struct hc_agent *a = f->a;
 
     if (fc->prev != NULL)
         fc->prev->next = fc->next;
@@ -53,7 +60,9 @@ static void fconn_free(struct fconn *fc)
     if (fc->next != NULL)
         fc->next->prev = fc->prev;
     a->ntunnels--;
+    f->nconns--;
     hc_free(fc);
+    forwarder_maybe_free(f);
 }
 
 static void fconn_gone(struct fconn *fc)
@@ -203,6 +212,7 @@ static void on_connection(uv_stream_t *server, int status)
         a->fconns->prev = fc;
     a->fconns = fc;
     a->ntunnels++;
+    f->nconns++;
     fc->local = hc_conn_accept(a->io, server, NULL, &local_cbs, fc);
     if (fc->local == NULL) {
         fconn_free(fc);
@@ -263,7 +273,7 @@ static int write_hosts(struct hc_agent *a, int remove, char *err, size_t errlen)
     if (a->conf->hosts_file == NULL)
         return 0;
     for (struct forwarder *f = a->forwarders; f && !remove; f = f->next) {
-        if (f->hc->hostname == NULL || n == 256)
+        if (f->hc->hostname == NULL || f->closing || n == 256)
             continue;
         entries[n].addr = f->addr;
         entries[n].hostname = f->hc->hostname;
@@ -273,56 +283,111 @@ static int write_hosts(struct hc_agent *a, int remove, char *err, size_t errlen)
     return hc_hosts_update(a->conf->hosts_file, entries, n, err, errlen);
 }
 
-int hc__forward_start(struct hc_agent *a, char *err, size_t errlen)
+static void server_closed(uv_handle_t *h)
 {
-    struct forwarder **tail = &a->forwarders;
+    struct forwarder *f = h->data;
+    f->closed = 1;
+    forwarder_maybe_free(f);
+}
+
+static void forwarder_maybe_free(struct forwarder *f)
+{
+    struct forwarder **pp;
+
+    if (!f->closing || !f->closed || f->nconns > 0)
+        return;
+    for (pp = &f->a->forwarders; *pp != NULL; pp = &(*pp)->next) {
+        if (*pp == f) {
+            *pp = f->next;
+            break;
+        }
+    }
+    if (f->own_hc != NULL)
+        hc_agent_hc_free(f->own_hc);
+    hc_free(f);
+}
+
+/* Stop accepting; connections go on and the forwarder goes with them. */
+static void forwarder_retire(struct forwarder *f)
+{
+    if (f->closing)
+        return;
+    f->closing = 1;
+    if (f->open) {
+        f->open = 0;
+        uv_close((uv_handle_t *)&f->server, server_closed);
+    } else {
+        f->closed = 1;
+        forwarder_maybe_free(f);
+    }
+}
+
+static struct forwarder *forwarder_new(struct hc_agent *a,
+                                       struct hc_agent_hc *hc)
+{
+    struct forwarder *f = hc_xcalloc(1, sizeof(*f)), **tail;
+
+    f->a = a;
+    f->hc = hc;
+    f->port = hc->bind_port;
+    f->closed = 1; /* until the server handle exists */
+    for (tail = &a->forwarders; *tail != NULL; tail = &(*tail)->next)
+        ;
+    *tail = f;
+    if (hc->bind_host[0] != '\0')
+        snprintf(f->addr, sizeof(f->addr), "%s", hc->bind_host);
+    else if (hc->hostname != NULL && a->conf->hosts_file != NULL)
+        pick_loopback(a, f);
+    else
+        snprintf(f->addr, sizeof(f->addr), "127.0.0.1");
+    return f;
+}
+
+static int forwarder_bind(struct forwarder *f, char *err, size_t errlen)
+{
+    struct hc_agent *a = f->a;
+    struct sockaddr_storage ss;
     int rc;
 
-    for (struct hc_agent_hc *hc = a->conf->hcs; hc != NULL; hc = hc->next) {
-        struct forwarder *f;
-        if (hc->role != HC_ROLE_FORWARD)
-            continue;
-        f = hc_xcalloc(1, sizeof(*f));
-        f->a = a;
-        f->hc = hc;
-        f->port = hc->bind_port;
-        *tail = f;
-        tail = &f->next;
-        if (hc->bind_host[0] != '\0')
-            snprintf(f->addr, sizeof(f->addr), "%s", hc->bind_host);
-        else if (hc->hostname != NULL && a->conf->hosts_file != NULL)
-            pick_loopback(a, f);
-        else
-            snprintf(f->addr, sizeof(f->addr), "127.0.0.1");
+    if (strchr(f->addr, ':') != NULL)
+        rc = uv_ip6_addr(f->addr, f->port, (struct sockaddr_in6 *)&ss);
+    else
+        rc = uv_ip4_addr(f->addr, f->port, (struct sockaddr_in *)&ss);
+    if (rc != 0) {
+        snprintf(err, errlen, "forward %s: bind: '%s' is not an IP address",
+                 f->hc->name, f->addr);
+        return rc;
     }
+    uv_tcp_init(a->loop, &f->server);
+    f->server.data = f;
+    f->open = 1;
+    f->closed = 0;
+    rc = uv_tcp_bind(&f->server, (struct sockaddr *)&ss, 0);
+    if (rc == 0)
+        rc = uv_listen((uv_stream_t *)&f->server, 511, on_connection);
+    if (rc != 0) {
+        snprintf(err, errlen, "forward %s: listen on %s:%d: %s", f->hc->name,
+                 f->addr, f->port, uv_strerror(rc));
+        return rc;
+    }
+    hc_log_info("forward %s: listening on %s:%d for %s%s%s", f->hc->name,
+                f->addr, f->port, f->hc->cs.entity_path,
+                f->hc->hostname ? ", name " : "",
+                f->hc->hostname ? f->hc->hostname : "");
+    return 0;
+}
+
+int hc__forward_start(struct hc_agent *a, char *err, size_t errlen)
+{
+    int rc;
+
+    for (struct hc_agent_hc *hc = a->conf->hcs; hc != NULL; hc = hc->next)
+        if (hc->role == HC_ROLE_FORWARD)
+            forwarder_new(a, hc);
     for (struct forwarder *f = a->forwarders; f != NULL; f = f->next) {
-        struct sockaddr_storage ss;
-        if (strchr(f->addr, ':') != NULL)
-            rc = uv_ip6_addr(f->addr, f->port, (struct sockaddr_in6 *)&ss);
-        else
-            rc = uv_ip4_addr(f->addr, f->port, (struct sockaddr_in *)&ss);
-        if (rc != 0) {
-            snprintf(err, errlen,
-                     "forward %s: bind: '%s' is not an IP "
-                     "address",
-                     f->hc->name, f->addr);
+        rc = forwarder_bind(f, err, errlen);
+        if (rc != 0)
             return rc;
-        }
-        uv_tcp_init(a->loop, &f->server);
-        f->server.data = f;
-        f->open = 1;
-        rc = uv_tcp_bind(&f->server, (struct sockaddr *)&ss, 0);
-        if (rc == 0)
-            rc = uv_listen((uv_stream_t *)&f->server, 511, on_connection);
-        if (rc != 0) {
-            snprintf(err, errlen, "forward %s: listen on %s:%d: %s",
-                     f->hc->name, f->addr, f->port, uv_strerror(rc));
-            return rc;
-        }
-        hc_log_info("forward %s: listening on %s:%d for %s%s%s", f->hc->name,
-                    f->addr, f->port, f->hc->cs.entity_path,
-                    f->hc->hostname ? ", name " : "",
-                    f->hc->hostname ? f->hc->hostname : "");
     }
     rc = write_hosts(a, 0, err, errlen);
     if (rc == 0 && a->conf->hosts_file != NULL)
@@ -330,16 +395,72 @@ int hc__forward_start(struct hc_agent *a, char *err, size_t errlen)
     return rc;
 }
 
+void hc__forward_reload(struct hc_agent *a, struct hc_agent_conf *conf)
+{
+    struct hc_agent_conf *old = a->conf;
+    char err[400];
+
+    for (struct forwarder *f = a->forwarders, *next; f != NULL; f = next) {
+        struct hc_agent_hc *nh;
+        next = f->next;
+        if (f->closing)
+            continue;
+        nh = hc_agent_conf_find(conf, f->hc->name, HC_ROLE_FORWARD);
+        if (nh != NULL && nh->bind_port == f->hc->bind_port &&
+            strcmp(nh->bind_host, f->hc->bind_host) == 0 &&
+            ((nh->hostname == NULL) == (f->hc->hostname == NULL)) &&
+            (conf->hosts_file == NULL) == (old->hosts_file == NULL)) {
+            /* Same address: new connections use the new string and key. */
+            f->hc = nh;
+            nh->matched = 1;
+            continue;
+        }
+        hc_log_info("reload: forward %s %s", f->hc->name,
+                    nh ? "changed: listening again" : "removed");
+        hc_agent_conf_detach(old, f->hc);
+        f->own_hc = f->hc;
+        forwarder_retire(f); /* may free f */
+    }
+    /* New forwards take the new conf's settings (hosts_file). */
+    a->conf = conf;
+    for (struct hc_agent_hc *h = conf->hcs; h != NULL; h = h->next) {
+        struct forwarder *f;
+        if (h->role != HC_ROLE_FORWARD || h->matched)
+            continue;
+        f = forwarder_new(a, h);
+        if (forwarder_bind(f, err, sizeof(err)) != 0) {
+            hc_log_err("reload: %s", err);
+            forwarder_retire(f);
+        }
+    }
+    if (write_hosts(a, 0, err, sizeof(err)) != 0)
+        hc_log_warn("hosts file: %s", err);
+    if (old->hosts_file != NULL &&
+        (conf->hosts_file == NULL ||
+         strcmp(old->hosts_file, conf->hosts_file) != 0)) {
+        /* The block moves: take it out of the old file. */
+        if (hc_hosts_update(old->hosts_file, NULL, 0, err, sizeof(err)) != 0)
+            hc_log_warn("hosts file: %s", err);
+    }
+    a->conf = old;
+    for (struct hc_agent_hc *h = conf->hcs; h != NULL; h = h->next)
+        h->matched = 0;
+}
+
 void hc__forward_stop(struct hc_agent *a)
 {
     char err[300];
 
-    for (struct forwarder *f = a->forwarders; f != NULL; f = f->next) {
-        if (f->open) {
-            f->open = 0;
-            uv_close((uv_handle_t *)&f->server, NULL);
-        }
+    if (a->forwarders != NULL && write_hosts(a, 1, err, sizeof(err)) != 0)
+        hc_log_warn("hosts file: %s", err);
+    for (struct forwarder *f = a->forwarders, *next; f != NULL; f = next) {
+        next = f->next;
+        forwarder_retire(f); /* may free f */
     }
+}
+
+void hc__forward_close_all(struct hc_agent *a)
+{
     for (struct fconn *fc = a->fconns, *next; fc != NULL; fc = next) {
         next = fc->next;
         if (fc->sp != NULL) {
@@ -352,8 +473,6 @@ void hc__forward_stop(struct hc_agent *a)
                 hc_conn_abort(local, 0, "agent stopping");
         }
     }
-    if (a->forwarders != NULL && write_hosts(a, 1, err, sizeof(err)) != 0)
-        hc_log_warn("hosts file: %s", err);
 }
 
 void hc__forward_free(struct hc_agent *a)
@@ -361,6 +480,8 @@ void hc__forward_free(struct hc_agent *a)
     while (a->forwarders != NULL) {
         struct forwarder *f = a->forwarders;
         a->forwarders = f->next;
+        if (f->own_hc != NULL)
+            hc_agent_hc_free(f->own_hc);
         hc_free(f);
     }
 }

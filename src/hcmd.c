@@ -27,14 +27,43 @@ static const char usage[] =
     "FILE defaults to " DEFAULT_CONF ".\n";
 
 static struct hc_agent *agent;
+static const char *conf_path;
+static int verbose;
 static int signals_seen;
 static uv_signal_t sigint, sigterm, sighup;
+
+/* Read the file again and apply it; a bad file changes nothing. */
+static int reload(const char *why)
+{
+    struct hc_agent_conf *conf;
+    char *errors = NULL, err[400];
+    int rc = hc_agent_conf_load(conf_path, &conf, &errors);
+
+    if (rc != 0) {
+        char *line, *save = NULL;
+        hc_log_err("%s: %s has errors; the running configuration stays", why,
+                   conf_path);
+        for (line = strtok_r(errors, "\n", &save); line != NULL;
+             line = strtok_r(NULL, "\n", &save))
+            hc_log_err("%s", line);
+        hc_free(errors);
+        return rc;
+    }
+    hc_free(errors);
+    hc_log_set_level(verbose ? HC_LOG_DEBUG
+                             : (enum hc_log_level)conf->log_level);
+    rc = hc_agent_reload(agent, conf, err, sizeof(err));
+    if (rc != 0)
+        hc_log_err("%s: %s; the running configuration stays", why, err);
+    else
+        hc_log_info("%s: configuration reloaded from %s", why, conf_path);
+    return rc;
+}
 
 static void on_signal(uv_signal_t *s, int signum)
 {
     if (signum == SIGHUP) {
-        hc_log_info("SIGHUP: configuration reload is not supported yet; "
-                    "restart to apply changes");
+        reload("SIGHUP");
         return;
     }
     if (signals_seen++ > 0) {
@@ -60,7 +89,7 @@ static void check_secrecy(const char *path)
 int main(int argc, char **argv)
 {
     const char *path = DEFAULT_CONF;
-    int check = 0, verbose = 0;
+    int check = 0;
     struct hc_agent_conf *conf;
     char *errors = NULL;
     char err[512];
@@ -90,6 +119,7 @@ int main(int argc, char **argv)
             return 2;
         }
     }
+    conf_path = path;
     rc = hc_agent_conf_load(path, &conf, &errors);
     if (rc != 0) {
         fputs(errors ? errors : "hcmd: cannot load configuration\n", stderr);
