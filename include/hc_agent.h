@@ -48,6 +48,8 @@ struct hc_agent_conf {
     long connect_timeout; /* seconds, endpoint and rendezvous dials */
     char *hosts_file;     /* hosts file with hcmd's block, or NULL */
     long drain_timeout;   /* seconds live tunnels get at stop */
+    char *control_socket; /* NULL: hc_control_default_path */
+    char *control_group;  /* group allowed on the socket, or NULL */
     struct hc_agent_hc *hcs;
 };
 
@@ -87,6 +89,13 @@ int hc_agent_new(struct hc_agent **out, uv_loop_t *loop,
  * call hc_agent_stop and let the loop end.
  */
 int hc_agent_start(struct hc_agent *a, char *err, size_t errlen);
+/*
+ * The state of every configured connection as JSON (the control socket's
+ * "status" answer): name, role, namespace, port, entity, key_name, status,
+ * since, last_error, counters... hc_malloc'd, or NULL when out of memory.
+ */
+char *hc_agent_status_json(struct hc_agent *a);
+
 /*
  * Apply a new configuration (SIGHUP), taking ownership of conf: unchanged
  * connections keep their control channel and tunnels, a changed key goes

@@ -30,6 +30,9 @@
 #include "hc_url.h"
 #include "hc_version.h"
 
+#include <jansson.h>
+#include <unistd.h>
+
 #define RETRY_FIRST_MS 250
 #define HEALTHY_MS 60000
 #define META_BODY_MAX (64 * 1024)
@@ -77,6 +80,11 @@ struct listener {
     int closing;        /* retired: no reconnects; freed once all is closed */
     int answered;       /* the relay refused this attempt with a status */
     int pending_closes; /* timers still closing */
+    /* For list and show. */
+    time_t since, last_error_time;
+    uint64_t token_expiry;
+    unsigned long tunnels_total, rejects;
+    uint64_t bytes_to_endpoint, bytes_to_sender;
     struct hc_agent_hc *own_hc; /* a removed entry this listener owns */
 };
 
@@ -132,8 +140,12 @@ void hc__agent_guid(char out[37])
 
 static void set_status(struct listener *l, enum status st, const char *err)
 {
-    if (err != NULL)
+    if (err != NULL) {
         snprintf(l->last_error, sizeof(l->last_error), "%s", err);
+        l->last_error_time = time(NULL);
+    }
+    if (l->status != st || l->since == 0)
+        l->since = time(NULL);
     if (l->status != st)
         hc_log_debug("%s: status %s -> %s", l->hc->name,
                      status_names[l->status], status_names[st]);
@@ -251,6 +263,10 @@ static void splice_done(struct hc_splice *sp)
         (unsigned long long)sp->bytes_from_tcp,
         (unsigned long long)(sp->end_ms - sp->start_ms),
         hc_log_escape(esc, sizeof(esc), sp->reason, strlen(sp->reason)));
+    if (t->l != NULL) {
+        t->l->bytes_to_endpoint += sp->bytes_to_tcp;
+        t->l->bytes_to_sender += sp->bytes_from_tcp;
+    }
     hc_splice_free(sp);
     tunnel_free(t);
 }
@@ -278,6 +294,8 @@ static void tunnel_request(struct tunnel *t)
     }
     if (t->ep_state < 0) {
         /* Reject: the relay answers 410 and the sender gets our status. */
+        if (t->l != NULL)
+            t->l->rejects++;
         char *desc = hc_url_encode(t->ep_err, strlen(t->ep_err));
         t->rejecting = 1;
         proto = NULL;
@@ -385,6 +403,8 @@ static void rv_head(struct hc_conn *c, const struct hc_http_head *h)
     hc_log_debug("%s: tunnel %s established", t->l ? t->l->hc->name : "?",
                  t->id);
     t->nconns = 0; /* both connections now belong to the splice */
+    if (t->l != NULL)
+        t->l->tunnels_total++;
     t->sp = hc_splice_new(t->ep, c, splice_done, t);
     if (t->sp == NULL)
         tunnel_free(t);
@@ -574,6 +594,7 @@ static void send_renew(struct listener *l)
     if (l->ctl == NULL || l->status != ST_CONNECTED)
         return;
     tok = hc__agent_token(l->a, l->hc, &expiry);
+    l->token_expiry = expiry;
     json = tok ? hc_json_renew_token(tok) : NULL;
     hc_free_secret_str(tok);
     if (json == NULL) {
@@ -616,7 +637,7 @@ static void ctl_connected(struct hc_conn *c)
     char *tok, *path;
     int n;
 
-    tok = hc__agent_token(l->a, l->hc, NULL);
+    tok = hc__agent_token(l->a, l->hc, &l->token_expiry);
     path = hc__agent_entity_path(l->hc->cs.entity_path);
     if (tok == NULL || path == NULL || hc_http_ws_key(l->ws_key) != 0) {
         hc_free_secret_str(tok);
@@ -1103,6 +1124,76 @@ int hc_agent_reload(struct hc_agent *a, struct hc_agent_conf *conf, char *err,
     a->conf = conf;
     hc_agent_conf_free(old);
     return 0;
+}
+
+char *hc_agent_status_json(struct hc_agent *a)
+{
+    json_t *root = json_object(), *arr = json_array();
+    char *text;
+
+    json_object_set_new(root, "version", json_string(HC_VERSION));
+    json_object_set_new(root, "pid", json_integer((json_int_t)getpid()));
+    json_object_set_new(root, "config", json_string(a->conf->path));
+    for (struct hc_agent_hc *hc = a->conf->hcs; hc != NULL; hc = hc->next) {
+        struct listener *l;
+        json_t *o;
+        char ep[300];
+        if (hc->role != HC_ROLE_LISTEN)
+            continue;
+        for (l = a->listeners; l != NULL; l = l->next)
+            if (l->hc == hc && !l->closing)
+                break;
+        if (l == NULL)
+            continue;
+        o = json_object();
+        json_object_set_new(o, "name", json_string(hc->name));
+        json_object_set_new(o, "role", json_string("listener"));
+        json_object_set_new(o, "namespace", json_string(hc->cs.host));
+        json_object_set_new(o, "port", json_integer(hc->cs.port));
+        json_object_set_new(o, "entity", json_string(hc->cs.entity_path));
+        json_object_set_new(o, "key_name",
+                            hc->cs.key_name ? json_string(hc->cs.key_name)
+                                            : json_string("(signature)"));
+        if (l->have_ep) {
+            snprintf(ep, sizeof(ep), "%s%s%s:%d",
+                     strchr(l->ep_host, ':') ? "[" : "", l->ep_host,
+                     strchr(l->ep_host, ':') ? "]" : "", l->ep_port);
+            json_object_set_new(o, "endpoint", json_string(ep));
+        } else {
+            json_object_set_new(o, "endpoint", json_null());
+        }
+        json_object_set_new(
+            o, "endpoint_source",
+            json_string(hc->has_endpoint ? "config" : "metadata"));
+        json_object_set_new(o, "status", json_string(status_names[l->status]));
+        json_object_set_new(o, "since", json_integer((json_int_t)l->since));
+        json_object_set_new(o, "last_error", json_string(l->last_error));
+        json_object_set_new(o, "last_error_time",
+                            json_integer((json_int_t)l->last_error_time));
+        json_object_set_new(o, "tunnels", json_integer(l->ntunnels));
+        json_object_set_new(o, "tunnels_total",
+                            json_integer((json_int_t)l->tunnels_total));
+        json_object_set_new(o, "rejects", json_integer((json_int_t)l->rejects));
+        json_object_set_new(o, "bytes_to_endpoint",
+                            json_integer((json_int_t)l->bytes_to_endpoint));
+        json_object_set_new(o, "bytes_to_sender",
+                            json_integer((json_int_t)l->bytes_to_sender));
+        json_object_set_new(o, "token_expiry",
+                            json_integer((json_int_t)l->token_expiry));
+        json_array_append_new(arr, o);
+    }
+    hc__forward_status(a, arr);
+    json_object_set_new(root, "connections", arr);
+    text = json_dumps(root, JSON_COMPACT);
+    json_decref(root);
+    if (text != NULL) {
+        char *out = hc_malloc(strlen(text) + 2);
+        if (out != NULL)
+            snprintf(out, strlen(text) + 2, "%s\n", text);
+        free(text);
+        return out;
+    }
+    return NULL;
 }
 
 static void close_tunnels(struct hc_agent *a)

@@ -62,6 +62,8 @@ void hc_agent_conf_free(struct hc_agent_conf *conf)
     hc_free(conf->path);
     hc_free(conf->ca_file);
     hc_free(conf->hosts_file);
+    hc_free(conf->control_socket);
+    hc_free(conf->control_group);
     hc_free(conf);
 }
 
@@ -212,6 +214,14 @@ static void on_key(struct hc_conf_ctx *ctx, const char *section,
             long_key(ctx, key, value, 1, 3600, &conf->ping_interval);
         } else if (strcmp(key, "retry_max") == 0) {
             long_key(ctx, key, value, 1, 3600, &conf->retry_max);
+        } else if (strcmp(key, "control_socket") == 0) {
+            if (value[0] != '/')
+                hc_conf_err(ctx, "control_socket: an absolute path");
+            hc_free(conf->control_socket);
+            conf->control_socket = hc_xstrdup(value);
+        } else if (strcmp(key, "control_group") == 0) {
+            hc_free(conf->control_group);
+            conf->control_group = hc_xstrdup(value);
         } else if (strcmp(key, "drain_timeout") == 0) {
             long_key(ctx, key, value, 0, 86400, &conf->drain_timeout);
         } else if (strcmp(key, "connect_timeout") == 0) {

@@ -53,6 +53,8 @@ int hc__forward_start(struct hc_agent *a, char *err, size_t errlen);
 void hc__forward_stop(struct hc_agent *a);
 /* End every forwarded connection (1001 towards the relay). */
 void hc__forward_close_all(struct hc_agent *a);
+/* Append one JSON object per forward to arr (a json_t array). */
+void hc__forward_status(struct hc_agent *a, void *arr);
 /* Apply a new configuration's [forward] sections (a->conf is still old). */
 void hc__forward_reload(struct hc_agent *a, struct hc_agent_conf *conf);
 void hc__forward_free(struct hc_agent *a);

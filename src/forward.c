@@ -12,6 +12,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include <jansson.h>
+
 #include "agent_int.h"
 #include "hc_err.h"
 #include "hc_hosts.h"
@@ -29,6 +31,8 @@ struct forwarder {
     int closing; /* retired: freed when closed and unused */
     int closed;  /* the server's close callback ran (or it never opened) */
     long nconns; /* its connections still open */
+    unsigned long total, refused;
+    uint64_t bytes_to_relay, bytes_to_client;
     struct hc_agent_hc *own_hc; /* a removed entry this forwarder owns */
     char addr[64];
     int port;
@@ -84,6 +88,8 @@ static void splice_done(struct hc_splice *sp)
         (unsigned long long)sp->bytes_to_tcp,
         (unsigned long long)(sp->end_ms - sp->start_ms),
         hc_log_escape(esc, sizeof(esc), sp->reason, strlen(sp->reason)));
+    fc->f->bytes_to_relay += sp->bytes_from_tcp;
+    fc->f->bytes_to_client += sp->bytes_to_tcp;
     hc_splice_free(sp);
     fconn_free(fc);
 }
@@ -136,6 +142,7 @@ static void ws_head(struct hc_conn *c, const struct hc_http_head *h)
                  hc_log_escape(esc, sizeof(esc), h->reason, h->reason_len));
         hc_log_warn("forward %s: client %s:%d refused: %s", fc->f->hc->name,
                     fc->client, fc->client_port, why);
+        fc->f->refused++;
         hc_conn_abort(c, HC_EAUTH, why); /* ws_close ends the client too */
         return;
     }
@@ -146,6 +153,7 @@ static void ws_head(struct hc_conn *c, const struct hc_http_head *h)
     }
     hc_log_debug("forward %s: %s established", fc->f->hc->name, fc->id);
     fc->nconns = 0; /* both now belong to the splice */
+    fc->f->total++;
     fc->sp = hc_splice_new(fc->local, c, splice_done, fc);
     if (fc->sp == NULL)
         fconn_free(fc);
@@ -445,6 +453,43 @@ void hc__forward_reload(struct hc_agent *a, struct hc_agent_conf *conf)
     a->conf = old;
     for (struct hc_agent_hc *h = conf->hcs; h != NULL; h = h->next)
         h->matched = 0;
+}
+
+void hc__forward_status(struct hc_agent *a, void *arr)
+{
+    for (struct forwarder *f = a->forwarders; f != NULL; f = f->next) {
+        json_t *o;
+        char bind[100];
+        if (f->closing)
+            continue;
+        o = json_object();
+        snprintf(bind, sizeof(bind), "%s%s%s:%d",
+                 strchr(f->addr, ':') ? "[" : "", f->addr,
+                 strchr(f->addr, ':') ? "]" : "", f->port);
+        json_object_set_new(o, "name", json_string(f->hc->name));
+        json_object_set_new(o, "role", json_string("forward"));
+        json_object_set_new(o, "namespace", json_string(f->hc->cs.host));
+        json_object_set_new(o, "port", json_integer(f->hc->cs.port));
+        json_object_set_new(o, "entity", json_string(f->hc->cs.entity_path));
+        json_object_set_new(o, "key_name",
+                            json_string(f->hc->cs.key_name ? f->hc->cs.key_name
+                                                           : "(signature)"));
+        json_object_set_new(o, "bind", json_string(bind));
+        json_object_set_new(o, "hostname",
+                            f->hc->hostname ? json_string(f->hc->hostname)
+                                            : json_null());
+        json_object_set_new(
+            o, "status", json_string(f->open ? "Listening" : "Not listening"));
+        json_object_set_new(o, "tunnels", json_integer(f->nconns));
+        json_object_set_new(o, "tunnels_total",
+                            json_integer((json_int_t)f->total));
+        json_object_set_new(o, "refused", json_integer((json_int_t)f->refused));
+        json_object_set_new(o, "bytes_to_relay",
+                            json_integer((json_int_t)f->bytes_to_relay));
+        json_object_set_new(o, "bytes_to_client",
+                            json_integer((json_int_t)f->bytes_to_client));
+        json_array_append_new(arr, o);
+    }
 }
 
 void hc__forward_stop(struct hc_agent *a)

@@ -14,6 +14,8 @@
 #include <wslay/wslayver.h>
 
 #include "hc_agent.h"
+#include "hc_control.h"
+#include "hc_notify.h"
 #include "hc_log.h"
 #include "hc_mem.h"
 #include "hc_version.h"
@@ -31,6 +33,20 @@ static const char *conf_path;
 static int verbose;
 static int signals_seen;
 static uv_signal_t sigint, sigterm, sighup;
+static struct hc_control *control;
+static char *conf_control_socket, *conf_control_group;
+static uv_timer_t watchdog;
+
+static void shutdown_daemon(void)
+{
+    hc_notify("STOPPING=1");
+    hc_agent_stop(agent);
+    hc_control_stop(control);
+    control = NULL;
+    uv_timer_stop(&watchdog);
+    uv_unref((uv_handle_t *)&sigint);
+    uv_unref((uv_handle_t *)&sigterm);
+}
 
 /* Read the file again and apply it; a bad file changes nothing. */
 static int reload(const char *why)
@@ -50,9 +66,11 @@ static int reload(const char *why)
         return rc;
     }
     hc_free(errors);
+    hc_notify("RELOADING=1");
     hc_log_set_level(verbose ? HC_LOG_DEBUG
                              : (enum hc_log_level)conf->log_level);
     rc = hc_agent_reload(agent, conf, err, sizeof(err));
+    hc_notify("READY=1\nSTATUS=configuration reloaded");
     if (rc != 0)
         hc_log_err("%s: %s; the running configuration stays", why, err);
     else
@@ -71,9 +89,27 @@ static void on_signal(uv_signal_t *s, int signum)
         exit(1);
     }
     hc_log_info("%s: shutting down", signum == SIGINT ? "SIGINT" : "SIGTERM");
-    hc_agent_stop(agent);
-    uv_unref((uv_handle_t *)&sigint);
-    uv_unref((uv_handle_t *)&sigterm);
+    shutdown_daemon();
+}
+
+/* The control socket: "status" and "reload". */
+static char *on_request(const char *req, void *data)
+{
+    if (strcmp(req, "status") == 0)
+        return hc_agent_status_json(agent);
+    if (strcmp(req, "reload") == 0) {
+        int rc = reload("reload request");
+        return hc_strdup(rc == 0 ? "{\"ok\":true}\n"
+                                 : "{\"ok\":false,\"error\":\"the "
+                                   "configuration has errors; see the "
+                                   "daemon's log\"}\n");
+    }
+    return hc_strdup("{\"ok\":false,\"error\":\"unknown request\"}\n");
+}
+
+static void on_watchdog(uv_timer_t *t)
+{
+    hc_notify("WATCHDOG=1");
 }
 
 /* Keys live in the file: say so when others can read it. */
@@ -137,6 +173,11 @@ int main(int argc, char **argv)
                              : (enum hc_log_level)conf->log_level);
     signal(SIGPIPE, SIG_IGN);
     loop = uv_default_loop();
+    /* The agent owns conf from here on; keep what main still needs. */
+    if (conf->control_socket != NULL)
+        conf_control_socket = hc_xstrdup(conf->control_socket);
+    if (conf->control_group != NULL)
+        conf_control_group = hc_xstrdup(conf->control_group);
     rc = hc_agent_new(&agent, loop, conf, err, sizeof(err));
     if (rc != 0) {
         hc_log_err("%s", err);
@@ -150,19 +191,35 @@ int main(int argc, char **argv)
     uv_signal_start(&sighup, on_signal, SIGHUP);
     uv_unref((uv_handle_t *)&sighup);
     hc_log_info("hcmd %s starting with %s", HC_VERSION, path);
+    uv_timer_init(loop, &watchdog);
     rc = hc_agent_start(agent, err, sizeof(err));
+    if (rc == 0) {
+        char sock[256];
+        if (conf_control_socket != NULL)
+            snprintf(sock, sizeof(sock), "%s", conf_control_socket);
+        else
+            hc_control_default_path(sock, sizeof(sock));
+        rc = hc_control_start(&control, loop, sock, conf_control_group,
+                              on_request, NULL, err, sizeof(err));
+    }
     if (rc != 0) {
         hc_log_err("%s", err);
-        hc_agent_stop(agent);
-        uv_unref((uv_handle_t *)&sigint);
-        uv_unref((uv_handle_t *)&sigterm);
+        shutdown_daemon();
+    } else {
+        uint64_t wd = hc_notify_watchdog_ms();
+        if (wd > 0)
+            uv_timer_start(&watchdog, on_watchdog, wd / 2, wd / 2);
+        hc_notify("READY=1\nSTATUS=running");
     }
     uv_run(loop, UV_RUN_DEFAULT);
     uv_close((uv_handle_t *)&sighup, NULL);
     uv_close((uv_handle_t *)&sigint, NULL);
     uv_close((uv_handle_t *)&sigterm, NULL);
+    uv_close((uv_handle_t *)&watchdog, NULL);
     uv_run(loop, UV_RUN_DEFAULT);
     hc_agent_free(agent);
+    hc_free(conf_control_socket);
+    hc_free(conf_control_group);
     uv_loop_close(loop);
     hc_log_info("stopped");
     return rc == 0 ? 0 : 1;
