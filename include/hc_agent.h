@@ -11,6 +11,7 @@
 
 #include <uv.h>
 
+#include "hc_conn.h"
 #include "hc_connstr.h"
 
 enum hc_agent_role {
@@ -50,6 +51,8 @@ struct hc_agent_conf {
     long drain_timeout;   /* seconds live tunnels get at stop */
     char *control_socket; /* NULL: hc_control_default_path */
     char *control_group;  /* group allowed on the socket, or NULL */
+    char *proxy;          /* http://[user:pass@]HOST:PORT or NULL (secret) */
+    char *no_proxy;       /* hosts reached without the proxy, or NULL */
     struct hc_agent_hc *hcs;
 };
 
@@ -67,6 +70,13 @@ struct hc_agent_hc *hc_agent_conf_find(const struct hc_agent_conf *conf,
                                        enum hc_agent_role role);
 /* Take h out of conf's list (the caller then owns it). */
 void hc_agent_conf_detach(struct hc_agent_conf *conf, struct hc_agent_hc *h);
+/*
+ * The proxy relay connections use: conf's proxy, else $https_proxy
+ * ($HTTPS_PROXY); *no_proxy gets conf's no_proxy, else $no_proxy. Returns
+ * 1 with p filled, 0 for none, or UV_EINVAL with a reason in err.
+ */
+int hc_agent_conf_proxy(const struct hc_agent_conf *conf, struct hc_proxy *p,
+                        const char **no_proxy, char *err, size_t errlen);
 /* Free one entry (its key wiped). */
 void hc_agent_hc_free(struct hc_agent_hc *h);
 

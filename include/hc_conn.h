@@ -31,6 +31,7 @@
 
 enum hc_conn_state {
     HC_CONN_RESOLVING,
+    HC_CONN_PROXY, /* CONNECT sent to an HTTP proxy, waiting for 200 */
     HC_CONN_CONNECTING,
     HC_CONN_TLS_HANDSHAKE,
     HC_CONN_HTTP_HEAD,
@@ -41,6 +42,13 @@ enum hc_conn_state {
 
 struct hc_conn;
 struct hc_io;
+
+/* An outbound HTTP proxy (CONNECT). */
+struct hc_proxy {
+    char host[256];
+    int port;
+    char auth[400]; /* "Basic BASE64(user:pass)", or empty */
+};
 
 typedef void (*hc_conn_timer_cb)(struct hc_conn *c);
 
@@ -92,8 +100,10 @@ struct hc_conn {
         close_sent : 1, close_rcvd : 1, in_rx_frame : 1, in_tx_frame : 1,
         rx_msg_open : 1, dirty : 1, tcp_open : 1, graceful : 1,
         shut_started : 1, gai_pending : 1, eof : 1, write_shut : 1;
-    int pending; /* handles and requests whose callbacks are outstanding */
-    char *sni;   /* client: host name for SNI and the certificate check */
+    int pending;     /* handles and requests whose callbacks are outstanding */
+    char *sni;       /* client: host name for SNI and the certificate check */
+    char *proxy_req; /* CONNECT request, sent once TCP is up */
+    char *dial;      /* "host:port" (or "proxy P for host:port"), for errors */
     int port;
     struct hc_tls tls;
     /* HTTP head, then whatever came after it before the upgrade. */
@@ -144,6 +154,16 @@ struct hc_conn *hc_conn_accept(struct hc_io *io, uv_stream_t *server,
 struct hc_conn *hc_conn_connect(struct hc_io *io, const char *host, int port,
                                 struct hc_tls_conf *tls, const char *sni,
                                 const struct hc_conn_cbs *cbs, void *data);
+
+/*
+ * The same through an HTTP proxy (proxy NULL: direct): TCP to the proxy,
+ * CONNECT host:port, then TLS with the relay as if direct.
+ */
+struct hc_conn *hc_conn_connect_via(struct hc_io *io, const char *host,
+                                    int port, struct hc_tls_conf *tls,
+                                    const char *sni,
+                                    const struct hc_proxy *proxy,
+                                    const struct hc_conn_cbs *cbs, void *data);
 
 /* Queue bytes as they are (HTTP heads). Returns 0 or UV_ENOMEM. */
 int hc_conn_write(struct hc_conn *c, const void *data, size_t len);

@@ -17,6 +17,8 @@
 #include <string.h>
 #include <time.h>
 
+#include <mbedtls/platform_util.h>
+
 #include "agent_int.h"
 #include "hc_agent.h"
 #include "hc_conn.h"
@@ -25,6 +27,7 @@
 #include "hc_json.h"
 #include "hc_log.h"
 #include "hc_mem.h"
+#include "hc_proxy.h"
 #include "hc_sas.h"
 #include "hc_splice.h"
 #include "hc_url.h"
@@ -493,8 +496,9 @@ static void on_accept(struct listener *l, const struct hc_ctl_msg *m)
                               ep_timeout);
         }
     }
-    t->rv = hc_conn_connect(a->io, t->url.host, t->url.port,
-                            tls ? a->tls : NULL, t->url.host, &rv_cbs, t);
+    t->rv = hc_conn_connect_via(
+        a->io, t->url.host, t->url.port, tls ? a->tls : NULL, t->url.host,
+        hc__agent_proxy_for(a, t->url.host), &rv_cbs, t);
     if (t->rv == NULL) {
         if (t->ep != NULL)
             hc_conn_abort(t->ep, UV_ENOMEM, "cannot dial rendezvous");
@@ -879,8 +883,9 @@ static void listener_connect(struct listener *l)
         return;
     if (!hc->has_endpoint && !l->have_ep) {
         l->meta_status = 0;
-        l->meta = hc_conn_connect(a->io, hc->cs.host, hc->cs.port, a->tls,
-                                  hc->cs.host, &meta_cbs, l);
+        l->meta = hc_conn_connect_via(
+            a->io, hc->cs.host, hc->cs.port, a->tls, hc->cs.host,
+            hc__agent_proxy_for(a, hc->cs.host), &meta_cbs, l);
         if (l->meta == NULL)
             schedule_retry(l);
         else
@@ -892,8 +897,9 @@ static void listener_connect(struct listener *l)
     if (l->status != ST_UNAUTHORIZED && l->status != ST_NOT_FOUND)
         set_status(l, ST_CONNECTING, NULL);
     l->answered = 0;
-    l->ctl = hc_conn_connect(a->io, hc->cs.host, hc->cs.port, a->tls,
-                             hc->cs.host, &ctl_cbs, l);
+    l->ctl = hc_conn_connect_via(
+        a->io, hc->cs.host, hc->cs.port, a->tls, hc->cs.host,
+        hc__agent_proxy_for(a, hc->cs.host), &ctl_cbs, l);
     if (l->ctl == NULL) {
         schedule_retry(l);
         return;
@@ -1006,6 +1012,33 @@ static void listener_maybe_free(struct listener *l)
     hc_free(l);
 }
 
+const struct hc_proxy *hc__agent_proxy_for(struct hc_agent *a, const char *host)
+{
+    if (!a->use_proxy || hc_proxy_exempt(a->no_proxy, host))
+        return NULL;
+    return &a->proxy;
+}
+
+/* Take the proxy setting of conf; 0, or an error with err. */
+static int set_proxy(struct hc_agent *a, const struct hc_agent_conf *conf,
+                     char *err, size_t errlen)
+{
+    struct hc_proxy p;
+    const char *no_proxy;
+    int rc = hc_agent_conf_proxy(conf, &p, &no_proxy, err, errlen);
+
+    if (rc < 0)
+        return rc;
+    a->use_proxy = rc;
+    a->proxy = p;
+    hc_free(a->no_proxy);
+    a->no_proxy = no_proxy ? hc_xstrdup(no_proxy) : NULL;
+    if (rc)
+        hc_log_info("relay connections go through the proxy %s:%d%s", p.host,
+                    p.port, p.auth[0] ? " (with credentials)" : "");
+    return 0;
+}
+
 int hc_agent_new(struct hc_agent **out, uv_loop_t *loop,
                  struct hc_agent_conf *conf, char *err, size_t errlen)
 {
@@ -1025,6 +1058,12 @@ int hc_agent_new(struct hc_agent **out, uv_loop_t *loop,
         hc_log_warn("TLS CERTIFICATE VERIFICATION IS OFF (tls_verify = "
                     "false): anyone on the path can read and change the "
                     "traffic. Use this for tests only.");
+    if (set_proxy(a, conf, err, errlen) != 0) {
+        hc_tls_conf_free(a->tls);
+        hc_agent_conf_free(conf);
+        hc_free(a);
+        return UV_EINVAL;
+    }
     a->io = hc_io_new(loop);
     uv_timer_init(loop, &a->drain);
     a->drain.data = a;
@@ -1074,6 +1113,10 @@ int hc_agent_reload(struct hc_agent *a, struct hc_agent_conf *conf, char *err,
         /* Live connections still use the old one: keep it until exit. */
         a->old_tls[a->nold_tls < 8 ? a->nold_tls++ : 7] = a->tls;
         a->tls = tls;
+    }
+    if (set_proxy(a, conf, err, errlen) != 0) {
+        hc_agent_conf_free(conf);
+        return UV_EINVAL;
     }
     for (l = a->listeners; l != NULL; l = l->next) {
         struct hc_agent_hc *nh;
@@ -1262,5 +1305,7 @@ void hc_agent_free(struct hc_agent *a)
     for (int i = 0; i < a->nold_tls; i++)
         hc_tls_conf_free(a->old_tls[i]);
     hc_agent_conf_free(a->conf);
+    mbedtls_platform_zeroize(&a->proxy, sizeof(a->proxy));
+    hc_free(a->no_proxy);
     hc_free(a);
 }

@@ -11,6 +11,7 @@
 #include "hc_err.h"
 #include "hc_log.h"
 #include "hc_mem.h"
+#include "hc_proxy.h"
 
 struct load {
     struct hc_agent_conf *conf;
@@ -27,6 +28,27 @@ void hc_agent_hc_free(struct hc_agent_hc *h)
     hc_free(h->name);
     hc_free(h->hostname);
     hc_free(h);
+}
+
+int hc_agent_conf_proxy(const struct hc_agent_conf *conf, struct hc_proxy *p,
+                        const char **no_proxy, char *err, size_t errlen)
+{
+    const char *url = conf->proxy;
+
+    if (url == NULL)
+        url = getenv("https_proxy");
+    if (url == NULL)
+        url = getenv("HTTPS_PROXY");
+    *no_proxy = conf->no_proxy;
+    if (*no_proxy == NULL)
+        *no_proxy = getenv("no_proxy");
+    if (*no_proxy == NULL)
+        *no_proxy = getenv("NO_PROXY");
+    if (url == NULL || url[0] == '\0')
+        return 0;
+    if (hc_proxy_parse(url, p, err, errlen) != 0)
+        return UV_EINVAL;
+    return 1;
 }
 
 void hc_agent_conf_detach(struct hc_agent_conf *conf, struct hc_agent_hc *h)
@@ -63,6 +85,8 @@ void hc_agent_conf_free(struct hc_agent_conf *conf)
     hc_free(conf->ca_file);
     hc_free(conf->hosts_file);
     hc_free(conf->control_socket);
+    hc_free_secret_str(conf->proxy);
+    hc_free(conf->no_proxy);
     hc_free(conf->control_group);
     hc_free(conf);
 }
@@ -214,6 +238,16 @@ static void on_key(struct hc_conf_ctx *ctx, const char *section,
             long_key(ctx, key, value, 1, 3600, &conf->ping_interval);
         } else if (strcmp(key, "retry_max") == 0) {
             long_key(ctx, key, value, 1, 3600, &conf->retry_max);
+        } else if (strcmp(key, "proxy") == 0) {
+            struct hc_proxy p;
+            char err[200];
+            if (hc_proxy_parse(value, &p, err, sizeof(err)) != 0)
+                hc_conf_err(ctx, "%s", err);
+            hc_free_secret_str(conf->proxy);
+            conf->proxy = hc_xstrdup(value);
+        } else if (strcmp(key, "no_proxy") == 0) {
+            hc_free(conf->no_proxy);
+            conf->no_proxy = hc_xstrdup(value);
         } else if (strcmp(key, "control_socket") == 0) {
             if (value[0] != '/')
                 hc_conf_err(ctx, "control_socket: an absolute path");

@@ -32,8 +32,15 @@ struct hc_agent {
     int stopping;
     uv_timer_t drain;               /* drain_timeout at stop */
     struct hc_tls_conf *old_tls[8]; /* replaced by reloads, still in use */
+    struct hc_proxy proxy;          /* for relay connections */
+    int use_proxy;
+    char *no_proxy;
     int nold_tls;
 };
+
+/* The proxy for a connection to host, or NULL (none, or no_proxy). */
+const struct hc_proxy *hc__agent_proxy_for(struct hc_agent *a,
+                                           const char *host);
 
 /* A lower-case GUID (128 random bits). */
 void hc__agent_guid(char out[37]);

@@ -4,6 +4,7 @@
 
 #include <mbedtls/ctr_drbg.h>
 #include <mbedtls/entropy.h>
+#include <mbedtls/platform_util.h>
 
 #include "hc_conn.h"
 #include "hc_err.h"
@@ -35,6 +36,8 @@ struct wreq {
 };
 
 static void flush(struct hc_conn *c);
+static void after_connect(struct hc_conn *c);
+static void tls_input(struct hc_conn *c, const uint8_t *data, size_t len);
 static void process_held(struct hc_conn *c);
 static void conn_fail(struct hc_conn *c, int err, const char *reason);
 
@@ -121,9 +124,9 @@ uv_loop_t *hc_io_loop(struct hc_io *io)
 
 const char *hc_conn_state_name(enum hc_conn_state s)
 {
-    static const char *names[] = {"RESOLVING", "CONNECTING", "TLS_HANDSHAKE",
-                                  "HTTP_HEAD", "WS_OPEN",    "RAW",
-                                  "CLOSING"};
+    static const char *names[] = {"RESOLVING",     "PROXY",     "CONNECTING",
+                                  "TLS_HANDSHAKE", "HTTP_HEAD", "WS_OPEN",
+                                  "RAW",           "CLOSING"};
     return (unsigned)s < sizeof(names) / sizeof(names[0]) ? names[s] : "?";
 }
 
@@ -154,6 +157,8 @@ static void conn_free(struct hc_conn *c)
     hc_free(c->head);
     hc_free(c->pout);
     hc_free(c->sni);
+    hc_free(c->proxy_req);
+    hc_free(c->dial);
     hc_free(c);
 }
 
@@ -910,6 +915,48 @@ keep:
         conn_fail(c, UV_ENOMEM, "out of memory");
 }
 
+/* The proxy's answer to CONNECT: 2xx, then the tunnel is ours. */
+static void proxy_input(struct hc_conn *c, const uint8_t *data, size_t len)
+{
+    struct hc_http_head h;
+    char why[400], esc[160];
+    size_t extra;
+    int rc = head_append(c, data, len, HC_CONN_HEAD_MAX);
+
+    if (rc == 0)
+        rc = hc_http_parse_response(c->head, c->head_len, &h);
+    if (rc == HC_EAGAIN)
+        return;
+    if (rc != 0) {
+        snprintf(why, sizeof(why), "%s: malformed answer to CONNECT", c->dial);
+        conn_fail(c, HC_EPROTO, why);
+        return;
+    }
+    if (h.status < 200 || h.status > 299) {
+        snprintf(why, sizeof(why), "%s answered %d %s", c->dial, h.status,
+                 hc_log_escape(esc, sizeof(esc), h.reason, h.reason_len));
+        conn_fail(c, HC_EPROTO, why);
+        return;
+    }
+    extra = c->head_len - h.head_len;
+    c->head_len = 0;
+    after_connect(c);
+    if (extra > 0 && !c->closing) {
+        /* Bytes from the relay already (none are expected before TLS). */
+        uint8_t *rest = hc_malloc(extra);
+        if (rest == NULL) {
+            conn_fail(c, UV_ENOMEM, "out of memory");
+            return;
+        }
+        memcpy(rest, c->head + h.head_len, extra);
+        if (c->use_tls)
+            tls_input(c, rest, extra);
+        else
+            plain_input(c, rest, extra);
+        hc_free(rest);
+    }
+}
+
 static void on_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf)
 {
     struct hc_conn *c = s->data;
@@ -928,7 +975,9 @@ static void on_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf)
             conn_fail(c, (int)nread, uv_strerror((int)nread));
         return;
     }
-    if (c->use_tls)
+    if (c->state == HC_CONN_PROXY)
+        proxy_input(c, (const uint8_t *)buf->base, (size_t)nread);
+    else if (c->use_tls)
         tls_input(c, (const uint8_t *)buf->base, (size_t)nread);
     else
         plain_input(c, (const uint8_t *)buf->base, (size_t)nread);
@@ -1072,13 +1121,35 @@ static void on_connect(uv_connect_t *req, int status)
     if (c->closing)
         return;
     if (status < 0) {
-        snprintf(err, sizeof(err), "connect to %s:%d: %s", c->sni, c->port,
+        snprintf(err, sizeof(err), "connect to %s: %s", c->dial,
                  uv_strerror(status));
         conn_fail(c, status, err);
         return;
     }
     tune_socket(c);
     start_reading(c);
+    if (c->proxy_req != NULL) {
+        size_t len = strlen(c->proxy_req);
+        uint8_t *buf = hc_malloc(len);
+        if (buf == NULL) {
+            conn_fail(c, UV_ENOMEM, "out of memory");
+            return;
+        }
+        memcpy(buf, c->proxy_req, len);
+        hc_free_secret_str(c->proxy_req); /* it may hold credentials */
+        c->proxy_req = NULL;
+        set_state(c, HC_CONN_PROXY);
+        write_out(c, buf, len);
+        return;
+    }
+    after_connect(c);
+}
+
+/* TCP (and any proxy) is up: TLS, or straight to the owner. */
+static void after_connect(struct hc_conn *c)
+{
+    char err[256] = "";
+
     if (c->use_tls) {
         set_state(c, HC_CONN_TLS_HANDSHAKE);
         if (hc_tls_handshake(&c->tls, err, sizeof(err)) == HC_ETLS) {
@@ -1106,7 +1177,7 @@ static void on_resolved(uv_getaddrinfo_t *req, int status, struct addrinfo *res)
         return;
     }
     if (status < 0 || res == NULL) {
-        snprintf(err, sizeof(err), "resolve %s: %s", c->sni,
+        snprintf(err, sizeof(err), "resolve %s: %s", c->dial,
                  uv_strerror(status));
         uv_freeaddrinfo(res);
         conn_fail(c, status < 0 ? status : UV_EAI_NONAME, err);
@@ -1122,7 +1193,7 @@ static void on_resolved(uv_getaddrinfo_t *req, int status, struct addrinfo *res)
     rc = uv_tcp_connect(&c->connect_req, &c->tcp, res->ai_addr, on_connect);
     uv_freeaddrinfo(res);
     if (rc != 0) {
-        snprintf(err, sizeof(err), "connect to %s:%d: %s", c->sni, c->port,
+        snprintf(err, sizeof(err), "connect to %s: %s", c->dial,
                  uv_strerror(rc));
         conn_fail(c, rc, err);
     }
@@ -1133,17 +1204,46 @@ struct hc_conn *hc_conn_connect(struct hc_io *io, const char *host, int port,
                                 struct hc_tls_conf *tls, const char *sni,
                                 const struct hc_conn_cbs *cbs, void *data)
 {
+    return hc_conn_connect_via(io, host, port, tls, sni, NULL, cbs, data);
+}
+
+struct hc_conn *hc_conn_connect_via(struct hc_io *io, const char *host,
+                                    int port, struct hc_tls_conf *tls,
+                                    const char *sni,
+                                    const struct hc_proxy *proxy,
+                                    const struct hc_conn_cbs *cbs, void *data)
+{
     struct hc_conn *c = conn_new(io, tls, cbs, data);
     struct addrinfo hints;
-    char portstr[16];
-    int rc;
+    char portstr[16], dial[600];
+    int rc, v6 = strchr(host, ':') != NULL;
 
     if (c == NULL)
         return NULL;
     c->is_client = 1;
     c->port = port;
     c->sni = hc_strdup(sni != NULL ? sni : host);
-    if (c->sni == NULL ||
+    if (proxy != NULL) {
+        char req[1024];
+        snprintf(req, sizeof(req),
+                 "CONNECT %s%s%s:%d HTTP/1.1\r\nHost: %s%s%s:%d\r\n"
+                 "%s%s%s\r\n",
+                 v6 ? "[" : "", host, v6 ? "]" : "", port, v6 ? "[" : "", host,
+                 v6 ? "]" : "", port,
+                 proxy->auth[0] ? "Proxy-Authorization: " : "", proxy->auth,
+                 proxy->auth[0] ? "\r\n" : "");
+        c->proxy_req = hc_strdup(req);
+        mbedtls_platform_zeroize(req, sizeof(req));
+        snprintf(dial, sizeof(dial), "proxy %s:%d (for %s:%d)", proxy->host,
+                 proxy->port, host, port);
+        host = proxy->host;
+        port = proxy->port;
+    } else {
+        snprintf(dial, sizeof(dial), "%s:%d", host, port);
+    }
+    c->dial = hc_strdup(dial);
+    if (c->sni == NULL || c->dial == NULL ||
+        (proxy != NULL && c->proxy_req == NULL) ||
         (tls != NULL && hc_tls_init(&c->tls, tls, c->sni) != 0)) {
         c->use_tls = 0;
         c->closing = 1;

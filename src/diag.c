@@ -32,6 +32,7 @@
 #include "hc_http.h"
 #include "hc_log.h"
 #include "hc_mem.h"
+#include "hc_proxy.h"
 #include "hc_sas.h"
 #include "hc_tls.h"
 #include "hc_version.h"
@@ -151,13 +152,22 @@ static const struct hc_conn_cbs probe_cbs = {
 };
 
 /* Connect (TLS when tls is set), send request, wait for the answer. */
+/* The proxy for relay connections, when the config or environment has one. */
+static const struct hc_proxy *relay_proxy;
+static const char *relay_no_proxy;
+
 static void run_probe(struct probe *p, const char *host, int port,
                       struct hc_tls_conf *tls)
 {
+    const struct hc_proxy *proxy = NULL;
     struct hc_conn *c;
     uint64_t deadline = uv_now(p->loop) + STEP_TIMEOUT_MS + 1000;
 
-    c = hc_conn_connect(p->io, host, port, tls, host, &probe_cbs, p);
+    /* Endpoints (tls NULL) are reached directly, relays maybe not. */
+    if (tls != NULL && relay_proxy != NULL &&
+        !hc_proxy_exempt(relay_no_proxy, host))
+        proxy = relay_proxy;
+    c = hc_conn_connect_via(p->io, host, port, tls, host, proxy, &probe_cbs, p);
     if (c == NULL) {
         snprintf(p->err, sizeof(p->err), "cannot start a connection");
         return;
@@ -425,6 +435,21 @@ int hc_diag_main(int argc, char **argv)
                            sizeof(err)) != 0) {
         report("FAIL", "TLS setup", "%s", err);
         goto out;
+    }
+    {
+        static struct hc_proxy proxy;
+        int rc = hc_agent_conf_proxy(conf, &proxy, &relay_no_proxy, err,
+                                     sizeof(err));
+        if (rc < 0) {
+            report("FAIL", "proxy", "%s", err);
+            goto out;
+        }
+        if (rc > 0 && !hc_proxy_exempt(relay_no_proxy, hc->cs.host)) {
+            relay_proxy = &proxy;
+            report("ok", "proxy", "relay connections go through %s:%d%s",
+                   proxy.host, proxy.port,
+                   proxy.auth[0] ? " with credentials" : "");
+        }
     }
     if (hc->has_endpoint) {
         if (step_dns(&loop, "endpoint DNS", hc->endpoint_host) != 0 ||

@@ -240,8 +240,9 @@ static void on_connection(uv_stream_t *server, int status)
         hc_conn_abort(fc->local, UV_EBUSY, "tunnel limit");
         return;
     }
-    fc->ws = hc_conn_connect(a->io, hc->cs.host, hc->cs.port, a->tls,
-                             hc->cs.host, &ws_cbs, fc);
+    fc->ws = hc_conn_connect_via(
+        a->io, hc->cs.host, hc->cs.port, a->tls, hc->cs.host,
+        hc__agent_proxy_for(a, hc->cs.host), &ws_cbs, fc);
     if (fc->ws == NULL) {
         hc_conn_abort(fc->local, UV_ENOMEM, "cannot dial the relay");
         return;
