@@ -16,6 +16,7 @@
 #include "hc_err.h"
 #include "hc_log.h"
 #include "hc_mem.h"
+#include "hc_notify.h"
 #include "hc_relay.h"
 #include "hc_version.h"
 
@@ -32,6 +33,12 @@ static const char *conf_path;
 static int verbose;
 static int signals_seen;
 static uv_signal_t sigint, sigterm, sighup;
+static uv_timer_t watchdog;
+
+static void on_watchdog(uv_timer_t *t)
+{
+    hc_notify("WATCHDOG=1");
+}
 
 static void on_signal(uv_signal_t *s, int signum)
 {
@@ -51,9 +58,11 @@ static void on_signal(uv_signal_t *s, int signum)
             return;
         }
         hc_free(errors);
+        hc_notify("RELOADING=1");
         hc_log_set_level(verbose ? HC_LOG_DEBUG
                                  : (enum hc_log_level)conf->log_level);
         hc_relay_reload(relay, conf);
+        hc_notify("READY=1\nSTATUS=configuration reloaded");
         hc_log_info("SIGHUP: configuration reloaded from %s", conf_path);
         return;
     }
@@ -62,7 +71,9 @@ static void on_signal(uv_signal_t *s, int signum)
         exit(1);
     }
     hc_log_info("%s: shutting down", signum == SIGINT ? "SIGINT" : "SIGTERM");
+    hc_notify("STOPPING=1");
     hc_relay_stop(relay);
+    uv_timer_stop(&watchdog);
     /* Keep listening for a second signal, but let the loop end. */
     uv_unref((uv_handle_t *)&sigint);
     uv_unref((uv_handle_t *)&sigterm);
@@ -203,12 +214,18 @@ int main(int argc, char **argv)
     uv_signal_start(&sigterm, on_signal, SIGTERM);
     uv_signal_start(&sighup, on_signal, SIGHUP);
     uv_unref((uv_handle_t *)&sighup);
+    uv_timer_init(loop, &watchdog);
+    if (hc_notify_watchdog_ms() > 0)
+        uv_timer_start(&watchdog, on_watchdog, hc_notify_watchdog_ms() / 2,
+                       hc_notify_watchdog_ms() / 2);
+    hc_notify("READY=1\nSTATUS=listening");
     hc_log_info("hcrelay %s listening on %s:%d (wss), namespace %s", HC_VERSION,
                 conf->listen_host, hc_relay_port(relay), conf->hostname);
     uv_run(loop, UV_RUN_DEFAULT);
     uv_close((uv_handle_t *)&sighup, NULL);
     uv_close((uv_handle_t *)&sigint, NULL);
     uv_close((uv_handle_t *)&sigterm, NULL);
+    uv_close((uv_handle_t *)&watchdog, NULL);
     uv_run(loop, UV_RUN_DEFAULT);
     hc_relay_free(relay);
     uv_loop_close(loop);
