@@ -254,15 +254,20 @@ static void tunnel_free(struct tunnel *t)
 static void splice_done(struct hc_splice *sp)
 {
     struct tunnel *t = sp->data;
-    char esc[200];
+    char esc[200], ep[300] = "-";
+    int v6;
 
+    if (t->l != NULL) {
+        v6 = strchr(t->l->ep_host, ':') != NULL;
+        snprintf(ep, sizeof(ep), "%s%s%s:%d", v6 ? "[" : "", t->l->ep_host,
+                 v6 ? "]" : "", t->l->ep_port);
+    }
     hc_log_info(
-        "tunnel %s id=%s sender=%s:%d endpoint=%s:%d "
+        "tunnel %s id=%s sender=%s:%d endpoint=%s "
         "bytes_to_endpoint=%llu bytes_to_sender=%llu duration_ms=%llu "
         "reason=\"%s\"",
         t->l ? t->l->hc->name : "?", t->id, t->remote[0] ? t->remote : "-",
-        t->remote_port, t->l ? t->l->ep_host : "-", t->l ? t->l->ep_port : 0,
-        (unsigned long long)sp->bytes_to_tcp,
+        t->remote_port, ep, (unsigned long long)sp->bytes_to_tcp,
         (unsigned long long)sp->bytes_from_tcp,
         (unsigned long long)(sp->end_ms - sp->start_ms),
         hc_log_escape(esc, sizeof(esc), sp->reason, strlen(sp->reason)));
@@ -455,7 +460,9 @@ static void on_accept(struct listener *l, const struct hc_ctl_msg *m)
     t->id = hc_xstrdup(m->id);
     t->start_ms = uv_now(a->loop);
     if (m->remote_addr != NULL) {
-        snprintf(t->remote, sizeof(t->remote), "%s", m->remote_addr);
+        int v6 = strchr(m->remote_addr, ':') != NULL;
+        snprintf(t->remote, sizeof(t->remote), "%s%s%s", v6 ? "[" : "",
+                 m->remote_addr, v6 ? "]" : "");
         t->remote_port = m->remote_port;
     }
     proto = hc_ctl_header(m, "Sec-WebSocket-Protocol");

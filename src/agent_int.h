@@ -30,6 +30,7 @@ struct hc_agent {
     struct fconn *fconns;
     long ntunnels; /* listener tunnels and forwarded connections */
     int stopping;
+    int hosts_written;              /* this process wrote the hosts block */
     uv_timer_t drain;               /* drain_timeout at stop */
     struct hc_tls_conf *old_tls[8]; /* replaced by reloads, still in use */
     struct hc_proxy proxy;          /* for relay connections */

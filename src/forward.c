@@ -46,7 +46,7 @@ struct fconn {
     struct hc_splice *sp;
     char ws_key[25];
     char id[37];
-    char client[64];
+    char client[80];
     int client_port;
     int nconns;
     struct fconn *prev, *next;
@@ -227,7 +227,9 @@ static void on_connection(uv_stream_t *server, int status)
         return;
     }
     fc->nconns = 1;
-    snprintf(fc->client, sizeof(fc->client), "%s", fc->local->peer_addr);
+    snprintf(fc->client, sizeof(fc->client), "%s%s%s",
+             strchr(fc->local->peer_addr, ':') ? "[" : "", fc->local->peer_addr,
+             strchr(fc->local->peer_addr, ':') ? "]" : "");
     fc->client_port = fc->local->peer_port;
     /* Bytes wait in the kernel until the relay has said yes. */
     hc_conn_raw_start(fc->local);
@@ -375,12 +377,14 @@ static int forwarder_bind(struct forwarder *f, char *err, size_t errlen)
     if (rc == 0)
         rc = uv_listen((uv_stream_t *)&f->server, 511, on_connection);
     if (rc != 0) {
-        snprintf(err, errlen, "forward %s: listen on %s:%d: %s", f->hc->name,
-                 f->addr, f->port, uv_strerror(rc));
+        snprintf(err, errlen, "forward %s: listen on %s%s%s:%d: %s",
+                 f->hc->name, strchr(f->addr, ':') ? "[" : "", f->addr,
+                 strchr(f->addr, ':') ? "]" : "", f->port, uv_strerror(rc));
         return rc;
     }
-    hc_log_info("forward %s: listening on %s:%d for %s%s%s", f->hc->name,
-                f->addr, f->port, f->hc->cs.entity_path,
+    hc_log_info("forward %s: listening on %s%s%s:%d for %s%s%s", f->hc->name,
+                strchr(f->addr, ':') ? "[" : "", f->addr,
+                strchr(f->addr, ':') ? "]" : "", f->port, f->hc->cs.entity_path,
                 f->hc->hostname ? ", name " : "",
                 f->hc->hostname ? f->hc->hostname : "");
     return 0;
@@ -399,8 +403,10 @@ int hc__forward_start(struct hc_agent *a, char *err, size_t errlen)
             return rc;
     }
     rc = write_hosts(a, 0, err, errlen);
-    if (rc == 0 && a->conf->hosts_file != NULL)
+    if (rc == 0 && a->conf->hosts_file != NULL) {
+        a->hosts_written = 1;
         hc_log_info("hosts file %s: hcmd block written", a->conf->hosts_file);
+    }
     return rc;
 }
 
@@ -444,6 +450,8 @@ void hc__forward_reload(struct hc_agent *a, struct hc_agent_conf *conf)
     }
     if (write_hosts(a, 0, err, sizeof(err)) != 0)
         hc_log_warn("hosts file: %s", err);
+    else if (conf->hosts_file != NULL)
+        a->hosts_written = 1;
     if (old->hosts_file != NULL &&
         (conf->hosts_file == NULL ||
          strcmp(old->hosts_file, conf->hosts_file) != 0)) {
@@ -497,8 +505,10 @@ void hc__forward_stop(struct hc_agent *a)
 {
     char err[300];
 
-    if (a->forwarders != NULL && write_hosts(a, 1, err, sizeof(err)) != 0)
+    /* Only a block this process wrote is ours to remove. */
+    if (a->hosts_written && write_hosts(a, 1, err, sizeof(err)) != 0)
         hc_log_warn("hosts file: %s", err);
+    a->hosts_written = 0;
     for (struct forwarder *f = a->forwarders, *next; f != NULL; f = next) {
         next = f->next;
         forwarder_retire(f); /* may free f */

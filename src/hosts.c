@@ -37,6 +37,7 @@ char *hc_hosts_rewrite(const char *old, size_t len,
     size_t cap = len + 128, o = 0;
     const char *p = old, *end = old + len;
     int in_block = 0;
+    size_t joined_at = (size_t)-1; /* output offset after the newline added */
     char *out;
 
     for (size_t i = 0; i < n; i++)
@@ -52,9 +53,9 @@ char *hc_hosts_rewrite(const char *old, size_t len,
         if (starts_with(p, le, BEGIN_MARK)) {
             in_block = 1;
             keep = 0;
-            /* Give back the newline we added to the user's last line. */
+            /* The newline we added goes back, if nothing follows the block. */
             if (has(p, le, JOINED_MARK) && o > 0 && out[o - 1] == '\n')
-                o--;
+                joined_at = o;
         } else if (in_block) {
             if (starts_with(p, le, END_MARK)) {
                 in_block = 0;
@@ -71,6 +72,8 @@ char *hc_hosts_rewrite(const char *old, size_t len,
         }
         p = le;
     }
+    if (joined_at == o)
+        o--; /* the block was last: the user's last line had no newline */
     if (n > 0) {
         int joined = o > 0 && out[o - 1] != '\n';
         if (joined)

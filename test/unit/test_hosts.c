@@ -211,8 +211,11 @@ static void hosts_rewrite_no_trailing_newline(void **state)
              "127.0.0.1 localhost\n10.0.0.5 build\n" BLOCK2J);
     CHECK_RW("# only a comment", E1, 1, "# only a comment\n" BLOCK1J);
     CHECK_RW("a\r\nb", E1, 1, "a\r\nb\n" BLOCK1J);
-    /* Removing the block gives the missing newline back. */
+    /* Removing the block gives the missing newline back... */
     CHECK_RW("a\r\nb\n" BLOCK1J, NULL, 0, "a\r\nb");
+    /* ...unless a line was added after the block: then it stays. */
+    CHECK_RW("a\nb\n" BLOCK1J "c\n", NULL, 0, "a\nb\nc\n");
+    CHECK_RW("a\nb\n" BLOCK1J "c\n", E1, 1, "a\nb\nc\n" BLOCK1);
 }
 
 static void hosts_rewrite_crlf_lines(void **state)

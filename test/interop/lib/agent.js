@@ -50,6 +50,8 @@ class Agent {
     this.settings = {
       ca_file: opts.relay ? opts.relay.caFile : undefined,
       log_level: 'info',
+      // Each agent its own control socket: the default is one per host.
+      control_socket: path.join(this.dir, 'hcmd.sock'),
       ...(opts.settings || {}),
     };
     this.connections = opts.connections || [];
