@@ -6,6 +6,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <limits.h>
 #include <sys/stat.h>
 
 #include <jansson.h>
@@ -14,6 +15,7 @@
 #include <wslay/wslayver.h>
 
 #include "hc_agent.h"
+#include "hc_cli.h"
 #include "hc_control.h"
 #include "hc_notify.h"
 #include "hc_log.h"
@@ -23,8 +25,12 @@
 #define DEFAULT_CONF "/etc/hcmd/hcm.ini"
 
 static const char usage[] =
-    "usage: hcmd [-c FILE] [-v]        run the agent in the foreground\n"
-    "       hcmd [-c FILE] --check     validate the configuration\n"
+    "usage: hcmd [-c FILE] [-v] [--strict]  run the agent in the "
+    "foreground\n"
+    "       hcmd [-c FILE] --check          validate the configuration\n"
+    "       hcmd add|remove|list|show ...   manage connections (--help "
+    "each)\n"
+    "       hcmd test NAME|HOST:PORT        diagnostics from this host\n"
     "       hcmd version               versions of hcmd and its libraries\n"
     "FILE defaults to " DEFAULT_CONF ".\n";
 
@@ -112,20 +118,32 @@ static void on_watchdog(uv_timer_t *t)
     hc_notify("WATCHDOG=1");
 }
 
-/* Keys live in the file: say so when others can read it. */
-static void check_secrecy(const char *path)
+/*
+ * Keys live in the file: say so loudly when others can read it, and with
+ * --strict refuse to go on. Returns 0, or -1 when strict refuses.
+ */
+static int check_secrecy(const char *path, int strict)
 {
     struct stat st;
-    if (stat(path, &st) == 0 && (st.st_mode & 0044) != 0)
-        hc_log_warn("%s is readable by group or others (mode %03o) and holds "
-                    "keys: chmod 600 %s",
-                    path, (unsigned)(st.st_mode & 0777), path);
+    if (stat(path, &st) != 0 || (st.st_mode & 0044) == 0)
+        return 0;
+    if (strict) {
+        hc_log_err("%s is readable by group or others (mode %03o) and holds "
+                   "keys; refusing (--strict): chmod 600 %s",
+                   path, (unsigned)(st.st_mode & 0777), path);
+        return -1;
+    }
+    hc_log_warn("%s is readable by group or others (mode %03o) and holds "
+                "keys: chmod 600 %s",
+                path, (unsigned)(st.st_mode & 0777), path);
+    return 0;
 }
 
 int main(int argc, char **argv)
 {
     const char *path = DEFAULT_CONF;
-    int check = 0;
+    int check = 0, strict = 0;
+    static char real[PATH_MAX];
     struct hc_agent_conf *conf;
     char *errors = NULL;
     char err[512];
@@ -133,11 +151,26 @@ int main(int argc, char **argv)
     int rc;
 
     hc_log_init("hcmd");
+    /* "hcmd -c FILE list" reads as "hcmd list -c FILE". */
+    if (argc > 3 && strcmp(argv[1], "-c") == 0 &&
+        (hc_cli_is_command(argv[3]) || strcmp(argv[3], "test") == 0)) {
+        static char dash_c[] = "-c";
+        char *file = argv[2];
+        argv[1] = argv[3];
+        argv[2] = dash_c;
+        argv[3] = file;
+    }
+    if (argc > 1 && hc_cli_is_command(argv[1]))
+        return hc_cli_main(argc, argv);
+    if (argc > 1 && strcmp(argv[1], "test") == 0)
+        return hc_diag_main(argc, argv);
     for (int i = 1; i < argc; i++) {
         if (strcmp(argv[i], "-c") == 0 && i + 1 < argc) {
             path = argv[++i];
         } else if (strcmp(argv[i], "--check") == 0) {
             check = 1;
+        } else if (strcmp(argv[i], "--strict") == 0) {
+            strict = 1;
         } else if (strcmp(argv[i], "-v") == 0) {
             verbose = 1;
         } else if (strcmp(argv[i], "-h") == 0 ||
@@ -155,6 +188,9 @@ int main(int argc, char **argv)
             return 2;
         }
     }
+    /* Absolute, so "hcmd list" can tell it is the same file. */
+    if (realpath(path, real) != NULL)
+        path = real;
     conf_path = path;
     rc = hc_agent_conf_load(path, &conf, &errors);
     if (rc != 0) {
@@ -163,7 +199,10 @@ int main(int argc, char **argv)
         return 1;
     }
     hc_free(errors);
-    check_secrecy(path);
+    if (check_secrecy(path, strict) != 0) {
+        hc_agent_conf_free(conf);
+        return 1;
+    }
     if (check) {
         printf("%s: configuration OK\n", path);
         hc_agent_conf_free(conf);
@@ -192,8 +231,8 @@ int main(int argc, char **argv)
     uv_unref((uv_handle_t *)&sighup);
     hc_log_info("hcmd %s starting with %s", HC_VERSION, path);
     uv_timer_init(loop, &watchdog);
-    rc = hc_agent_start(agent, err, sizeof(err));
-    if (rc == 0) {
+    {
+        /* First: a second instance must stop before it touches anything. */
         char sock[256];
         if (conf_control_socket != NULL)
             snprintf(sock, sizeof(sock), "%s", conf_control_socket);
@@ -202,6 +241,8 @@ int main(int argc, char **argv)
         rc = hc_control_start(&control, loop, sock, conf_control_group,
                               on_request, NULL, err, sizeof(err));
     }
+    if (rc == 0)
+        rc = hc_agent_start(agent, err, sizeof(err));
     if (rc != 0) {
         hc_log_err("%s", err);
         shutdown_daemon();
