@@ -12,6 +12,7 @@ PKGS=(
   libcmocka-dev                         # unit tests
   openssl                               # test certificates
   redis-server redis-tools socat curl   # real services and clients in tests
+  tinyproxy                             # the proxy tests
   mandoc clang-format                   # make lint
 )
 
