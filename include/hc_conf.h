@@ -37,6 +37,8 @@ struct hc_conf_ctx {
     size_t nlong;
     hc_conf_cb cb;
     char section[256]; /* the current section's name as written */
+    char seen[32][48]; /* keys of the current section, for duplicates */
+    int nseen;
 };
 
 /*

@@ -36,6 +36,9 @@ void hc_log(enum hc_log_level level, const char *fmt, ...)
             hc_log(HC_LOG_DEBUG, __VA_ARGS__);                                 \
     } while (0)
 
+/* Log each line of text (e.g. a list of FILE:LINE errors) at level. */
+void hc_log_lines(enum hc_log_level level, const char *text);
+
 /*
  * Write a printable copy of len bytes of data into out (cap bytes, always
  * NUL-terminated): control and non-ASCII bytes become \xNN, and the copy is

@@ -27,6 +27,7 @@
 #include "hc_json.h"
 #include "hc_log.h"
 #include "hc_mem.h"
+#include "hc_rand.h"
 #include "hc_proxy.h"
 #include "hc_sas.h"
 #include "hc_splice.h"
@@ -121,24 +122,8 @@ static void listener_maybe_free(struct listener *l);
 static uint32_t rnd(void)
 {
     uint32_t x;
-    if (uv_random(NULL, NULL, &x, sizeof(x), 0, NULL) != 0)
-        x = (uint32_t)rand();
+    hc_random(&x, sizeof(x));
     return x;
-}
-
-void hc__agent_guid(char out[37])
-{
-    uint8_t b[16];
-    if (uv_random(NULL, NULL, b, sizeof(b), 0, NULL) != 0)
-        for (size_t i = 0; i < sizeof(b); i++)
-            b[i] = (uint8_t)rand();
-    b[6] = (uint8_t)((b[6] & 0x0f) | 0x40);
-    b[8] = (uint8_t)((b[8] & 0x3f) | 0x80);
-    snprintf(out, 37,
-             "%02x%02x%02x%02x-%02x%02x-%02x%02x-%02x%02x-%02x%02x%02x%02x%02x"
-             "%02x",
-             b[0], b[1], b[2], b[3], b[4], b[5], b[6], b[7], b[8], b[9], b[10],
-             b[11], b[12], b[13], b[14], b[15]);
 }
 
 static void set_status(struct listener *l, enum status st, const char *err)
@@ -156,7 +141,7 @@ static void set_status(struct listener *l, enum status st, const char *err)
 }
 
 /* A fresh token for this hybrid connection, .NET-style audience. */
-char *hc__agent_token(struct hc_agent *a, struct hc_agent_hc *hc,
+char *hc__agent_token(const struct hc_agent_hc *hc, long lifetime,
                       uint64_t *expiry)
 {
     char *aud, *tok;
@@ -167,7 +152,7 @@ char *hc__agent_token(struct hc_agent *a, struct hc_agent_hc *hc,
             *expiry = 0;
         return hc_strdup(hc->cs.sas); /* given whole; cannot be renewed */
     }
-    se = (uint64_t)time(NULL) + (uint64_t)a->conf->token_lifetime;
+    se = (uint64_t)time(NULL) + (uint64_t)lifetime;
     aud = hc_sas_audience(hc->cs.host, hc->cs.entity_path);
     if (aud == NULL)
         return NULL;
@@ -176,6 +161,80 @@ char *hc__agent_token(struct hc_agent *a, struct hc_agent_hc *hc,
     if (expiry != NULL)
         *expiry = se;
     return tok;
+}
+
+/* What every request to the relay carries: path, Host and a token. */
+struct req_parts {
+    char host[300];
+    char *path;
+    char *tok;  /* secret */
+    size_t len; /* of the three, for sizing the request */
+};
+
+static int req_parts_get(const struct hc_agent_hc *hc, long lifetime,
+                         uint64_t *expiry, struct req_parts *rp)
+{
+    rp->tok = hc__agent_token(hc, lifetime, expiry);
+    rp->path = hc__agent_entity_path(hc->cs.entity_path);
+    hc__agent_host_header(rp->host, sizeof(rp->host), hc->cs.host, hc->cs.port);
+    if (rp->tok == NULL || rp->path == NULL) {
+        hc_free_secret_str(rp->tok);
+        hc_free(rp->path);
+        return UV_ENOMEM;
+    }
+    rp->len = strlen(rp->host) + strlen(rp->path) + strlen(rp->tok);
+    return 0;
+}
+
+static void req_parts_free(struct req_parts *rp)
+{
+    hc_free_secret_str(rp->tok);
+    hc_free(rp->path);
+}
+
+char *hc__agent_ws_request(const struct hc_agent_hc *hc, long lifetime,
+                           const char *action, const char *id,
+                           const char *ws_key, uint64_t *expiry)
+{
+    struct req_parts rp;
+    char *req;
+    size_t n;
+
+    if (req_parts_get(hc, lifetime, expiry, &rp) != 0)
+        return NULL;
+    n = rp.len + strlen(action) + (id ? strlen(id) : 0) + strlen(ws_key) + 300;
+    req = hc_malloc(n);
+    if (req != NULL)
+        snprintf(req, n,
+                 "GET /$hc/%s?sb-hc-action=%s%s%s HTTP/1.1\r\nHost: %s\r\n"
+                 "Upgrade: websocket\r\nConnection: Upgrade\r\n"
+                 "Sec-WebSocket-Key: %s\r\nSec-WebSocket-Version: 13\r\n"
+                 "ServiceBusAuthorization: %s\r\n"
+                 "Relay-User-Agent: hcmd/%s\r\n\r\n",
+                 rp.path, action, id ? "&sb-hc-id=" : "", id ? id : "", rp.host,
+                 ws_key, rp.tok, HC_VERSION);
+    req_parts_free(&rp);
+    return req;
+}
+
+char *hc__agent_describe_request(const struct hc_agent_hc *hc, long lifetime)
+{
+    struct req_parts rp;
+    char *req;
+    size_t n;
+
+    if (req_parts_get(hc, lifetime, NULL, &rp) != 0)
+        return NULL;
+    n = rp.len + 200;
+    req = hc_malloc(n);
+    if (req != NULL)
+        snprintf(req, n,
+                 "GET /%s?api-version=2016-07 HTTP/1.1\r\nHost: %s\r\n"
+                 "Authorization: %s\r\nX-PROCESS-AT: ServiceBus\r\n"
+                 "Connection: close\r\n\r\n",
+                 rp.path, rp.host, rp.tok);
+    req_parts_free(&rp);
+    return req;
 }
 
 /* The entity path for a URL: each segment percent-encoded. */
@@ -604,7 +663,7 @@ static void send_renew(struct listener *l)
 
     if (l->ctl == NULL || l->status != ST_CONNECTED)
         return;
-    tok = hc__agent_token(l->a, l->hc, &expiry);
+    tok = hc__agent_token(l->hc, l->a->conf->token_lifetime, &expiry);
     l->token_expiry = expiry;
     json = tok ? hc_json_renew_token(tok) : NULL;
     hc_free_secret_str(tok);
@@ -644,36 +703,20 @@ static void on_ping(uv_timer_t *h)
 static void ctl_connected(struct hc_conn *c)
 {
     struct listener *l = c->data;
-    char head[4096], host[300];
-    char *tok, *path;
-    int n;
+    char *req;
 
-    tok = hc__agent_token(l->a, l->hc, &l->token_expiry);
-    path = hc__agent_entity_path(l->hc->cs.entity_path);
-    if (tok == NULL || path == NULL || hc_http_ws_key(l->ws_key) != 0) {
-        hc_free_secret_str(tok);
-        hc_free(path);
+    hc_guid(l->lid);
+    req =
+        hc_http_ws_key(l->ws_key) == 0
+            ? hc__agent_ws_request(l->hc, l->a->conf->token_lifetime, "listen",
+                                   l->lid, l->ws_key, &l->token_expiry)
+            : NULL;
+    if (req == NULL) {
         hc_conn_abort(c, UV_ENOMEM, "out of memory");
         return;
     }
-    hc__agent_guid(l->lid);
-    hc__agent_host_header(host, sizeof(host), l->hc->cs.host, l->hc->cs.port);
-    n = snprintf(head, sizeof(head),
-                 "GET /$hc/%s?sb-hc-action=listen&sb-hc-id=%s HTTP/1.1\r\n"
-                 "Host: %s\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
-                 "Sec-WebSocket-Key: %s\r\nSec-WebSocket-Version: 13\r\n"
-                 "ServiceBusAuthorization: %s\r\n"
-                 "Relay-User-Agent: hcmd/%s\r\n\r\n",
-                 path, l->lid, host, l->ws_key, tok, HC_VERSION);
-    hc_free_secret_str(tok);
-    hc_free(path);
-    if (n < 0 || (size_t)n >= sizeof(head)) {
-        hc_conn_abort(c, HC_ETOOBIG, "request too long");
-        return;
-    }
-    hc_conn_write(c, head, (size_t)n);
-    /* The buffer held the token. */
-    memset(head, 0, sizeof(head));
+    hc_conn_write(c, req, strlen(req));
+    hc_free_secret_str(req);
 }
 
 static void ctl_head(struct hc_conn *c, const struct hc_http_head *h)
@@ -762,28 +805,14 @@ static const struct hc_conn_cbs ctl_cbs = {
 static void meta_connected(struct hc_conn *c)
 {
     struct listener *l = c->data;
-    char head[4096], host[300];
-    char *tok, *path;
-    int n;
+    char *req = hc__agent_describe_request(l->hc, l->a->conf->token_lifetime);
 
-    tok = hc__agent_token(l->a, l->hc, NULL);
-    path = hc__agent_entity_path(l->hc->cs.entity_path);
-    if (tok == NULL || path == NULL) {
-        hc_free_secret_str(tok);
-        hc_free(path);
+    if (req == NULL) {
         hc_conn_abort(c, UV_ENOMEM, "out of memory");
         return;
     }
-    hc__agent_host_header(host, sizeof(host), l->hc->cs.host, l->hc->cs.port);
-    n = snprintf(head, sizeof(head),
-                 "GET /%s?api-version=2016-07 HTTP/1.1\r\nHost: %s\r\n"
-                 "Authorization: %s\r\nX-PROCESS-AT: ServiceBus\r\n"
-                 "Connection: close\r\n\r\n",
-                 path, host, tok);
-    hc_free_secret_str(tok);
-    hc_free(path);
-    hc_conn_write(c, head, (size_t)n);
-    memset(head, 0, sizeof(head));
+    hc_conn_write(c, req, strlen(req));
+    hc_free_secret_str(req);
 }
 
 static void meta_head(struct hc_conn *c, const struct hc_http_head *h)

@@ -18,8 +18,6 @@ struct load {
     enum { SEC_NONE, SEC_HCMD, SEC_CONN, SEC_BAD } kind; /* SEC_CONN: both */
     struct hc_agent_hc *hc;
     int seen_hcmd, seen_cs;
-    char seen_keys[32][40];
-    int nseen;
 };
 
 void hc_agent_hc_free(struct hc_agent_hc *h)
@@ -134,7 +132,6 @@ static void begin_section(struct hc_conf_ctx *ctx, struct load *ld,
     struct hc_agent_conf *conf = ld->conf;
 
     end_connection(ctx, ld);
-    ld->nseen = 0;
     ld->hc = NULL;
     ld->seen_cs = 0;
     if (strcmp(section, "hcmd") == 0) {
@@ -206,15 +203,6 @@ static void on_key(struct hc_conf_ctx *ctx, const char *section,
     }
     if (ld->kind == SEC_BAD)
         return;
-    for (int i = 0; i < ld->nseen; i++) {
-        if (strcmp(ld->seen_keys[i], key) == 0) {
-            hc_conf_err(ctx, "'%s' is set twice in [%s]", key, section);
-            return;
-        }
-    }
-    if (ld->nseen < 32)
-        snprintf(ld->seen_keys[ld->nseen++], sizeof(ld->seen_keys[0]), "%s",
-                 key);
 
     if (ld->kind == SEC_HCMD) {
         if (strcmp(key, "ca_file") == 0) {

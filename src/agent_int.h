@@ -43,11 +43,19 @@ struct hc_agent {
 const struct hc_proxy *hc__agent_proxy_for(struct hc_agent *a,
                                            const char *host);
 
-/* A lower-case GUID (128 random bits). */
-void hc__agent_guid(char out[37]);
-/* A token for hc's entity, valid token_lifetime; *expiry gets se. */
-char *hc__agent_token(struct hc_agent *a, struct hc_agent_hc *hc,
+/* A token for hc's entity, valid lifetime seconds; *expiry gets se. */
+char *hc__agent_token(const struct hc_agent_hc *hc, long lifetime,
                       uint64_t *expiry);
+/*
+ * A WebSocket upgrade request to /$hc/ENTITY?sb-hc-action=ACTION
+ * [&sb-hc-id=ID] with a fresh token in ServiceBusAuthorization; and the
+ * entity description request (Authorization). hc_malloc'd; they hold the
+ * token, so free them with hc_free_secret_str. NULL when out of memory.
+ */
+char *hc__agent_ws_request(const struct hc_agent_hc *hc, long lifetime,
+                           const char *action, const char *id,
+                           const char *ws_key, uint64_t *expiry);
+char *hc__agent_describe_request(const struct hc_agent_hc *hc, long lifetime);
 /* The entity path for a URL, each segment percent-encoded (hc_malloc'd). */
 char *hc__agent_entity_path(const char *entity);
 /* A Host header value: host, [v6], with :port unless 443. */

@@ -128,6 +128,7 @@ static char *reader(char *str, int num, void *stream)
         }
         memcpy(ctx->section, s + 1, (size_t)(close - s - 1));
         ctx->section[close - s - 1] = '\0';
+        ctx->nseen = 0;
         /* inih reports no section without keys: tell the caller here. */
         ctx->cb(ctx, ctx->section, NULL, NULL);
         snprintf(str, (size_t)num, "[s]\n");
@@ -184,6 +185,18 @@ static int handler(void *user, const char *section, const char *name,
             value = ctx->long_values[idx];
     }
     (void)section; /* inih only sees a placeholder; ours is in ctx */
+    /* A key set twice in one section is an error for every file. */
+    if (ctx->section[0] != '\0') {
+        for (int i = 0; i < ctx->nseen; i++) {
+            if (strcmp(ctx->seen[i], name) == 0) {
+                hc_conf_err(ctx, "%s is set twice in [%s]",
+                            hc_conf_keyname(name), ctx->section);
+                return 1;
+            }
+        }
+        if (ctx->nseen < 32)
+            snprintf(ctx->seen[ctx->nseen++], sizeof(ctx->seen[0]), "%s", name);
+    }
     ctx->cb(ctx, ctx->section, name, value);
     return 1;
 }

@@ -238,53 +238,20 @@ static int step_tcp(struct probe *p, const char *what, const char *host,
     return 0;
 }
 
-static char *sign(const struct hc_agent_hc *hc)
-{
-    char *aud, *tok;
-    if (hc->cs.sas != NULL)
-        return hc_strdup(hc->cs.sas);
-    aud = hc_sas_audience(hc->cs.host, hc->cs.entity_path);
-    if (aud == NULL)
-        return NULL;
-    tok = hc_sas_sign(aud, hc->cs.key_name, hc->cs.key,
-                      (uint64_t)time(NULL) + 600);
-    hc_free(aud);
-    return tok;
-}
-
-static void host_header(char *out, size_t len, const char *host, int port)
-{
-    int v6 = strchr(host, ':') != NULL;
-    if (port == 443)
-        snprintf(out, len, "%s%s%s", v6 ? "[" : "", host, v6 ? "]" : "");
-    else
-        snprintf(out, len, "%s%s%s:%d", v6 ? "[" : "", host, v6 ? "]" : "",
-                 port);
-}
-
 /* The entity description with the Listen key: authorization and metadata. */
 static int step_listen(struct probe *p, struct hc_tls_conf *tls,
                        const struct hc_agent_hc *hc, char *ep_host,
                        size_t ep_cap, int *ep_port)
 {
-    char host[300], *tok = sign(hc), *enc;
-    size_t n;
-
     probe_reset(p);
-    enc = hc__agent_entity_path(hc->cs.entity_path);
-    host_header(host, sizeof(host), hc->cs.host, hc->cs.port);
-    n = strlen(host) + (tok ? strlen(tok) : 0) + strlen(enc) + 200;
-    p->request = hc_xmalloc(n);
-    snprintf(p->request, n,
-             "GET /%s?api-version=2016-07 HTTP/1.1\r\nHost: %s\r\n"
-             "Authorization: %s\r\nX-PROCESS-AT: ServiceBus\r\n"
-             "Connection: close\r\n\r\n",
-             enc, host, tok ? tok : "");
-    hc_free_secret_str(tok);
-    hc_free(enc);
+    p->request = hc__agent_describe_request(hc, 600);
+    if (p->request == NULL) {
+        report("FAIL", "listen authorization", "out of memory");
+        return -1;
+    }
     p->want_body = 1;
     run_probe(p, hc->cs.host, hc->cs.port, tls);
-    hc_free_secret(p->request, strlen(p->request));
+    hc_free_secret_str(p->request);
     p->request = NULL;
     if (p->status == 401 || p->status == 403) {
         report("FAIL", "listen authorization",
@@ -325,29 +292,15 @@ static int step_listen(struct probe *p, struct hc_tls_conf *tls,
 static int step_round_trip(struct probe *p, struct hc_tls_conf *tls,
                            const struct hc_agent_hc *fwd)
 {
-    char host[300], *tok = sign(fwd), *enc;
-    size_t n;
-
     probe_reset(p);
-    if (hc_http_ws_key(p->ws_key) != 0) {
-        hc_free_secret_str(tok);
-        report("FAIL", "round trip", "no random key");
+    if (hc_http_ws_key(p->ws_key) != 0 ||
+        (p->request = hc__agent_ws_request(fwd, 600, "connect", NULL, p->ws_key,
+                                           NULL)) == NULL) {
+        report("FAIL", "round trip", "out of memory");
         return -1;
     }
-    enc = hc__agent_entity_path(fwd->cs.entity_path);
-    host_header(host, sizeof(host), fwd->cs.host, fwd->cs.port);
-    n = strlen(host) + (tok ? strlen(tok) : 0) + strlen(enc) + 300;
-    p->request = hc_xmalloc(n);
-    snprintf(p->request, n,
-             "GET /$hc/%s?sb-hc-action=connect HTTP/1.1\r\nHost: %s\r\n"
-             "Upgrade: websocket\r\nConnection: Upgrade\r\n"
-             "Sec-WebSocket-Key: %s\r\nSec-WebSocket-Version: 13\r\n"
-             "ServiceBusAuthorization: %s\r\n\r\n",
-             enc, host, p->ws_key, tok ? tok : "");
-    hc_free_secret_str(tok);
-    hc_free(enc);
     run_probe(p, fwd->cs.host, fwd->cs.port, tls);
-    hc_free_secret(p->request, strlen(p->request));
+    hc_free_secret_str(p->request);
     p->request = NULL;
     if (p->status == 101 && p->upgrade_ok) {
         report("ok", "round trip",

@@ -19,6 +19,7 @@
 #include "hc_hosts.h"
 #include "hc_log.h"
 #include "hc_mem.h"
+#include "hc_rand.h"
 #include "hc_splice.h"
 #include "hc_version.h"
 
@@ -99,35 +100,18 @@ static void splice_done(struct hc_splice *sp)
 static void ws_connected(struct hc_conn *c)
 {
     struct fconn *fc = c->data;
-    struct hc_agent_hc *hc = fc->f->hc;
-    char head[4096], host[300];
-    char *tok, *path;
-    int n;
+    char *req =
+        hc_http_ws_key(fc->ws_key) == 0
+            ? hc__agent_ws_request(fc->f->hc, fc->f->a->conf->token_lifetime,
+                                   "connect", fc->id, fc->ws_key, NULL)
+            : NULL;
 
-    tok = hc__agent_token(fc->f->a, hc, NULL);
-    path = hc__agent_entity_path(hc->cs.entity_path);
-    if (tok == NULL || path == NULL || hc_http_ws_key(fc->ws_key) != 0) {
-        hc_free_secret_str(tok);
-        hc_free(path);
+    if (req == NULL) {
         hc_conn_abort(c, UV_ENOMEM, "out of memory");
         return;
     }
-    hc__agent_host_header(host, sizeof(host), hc->cs.host, hc->cs.port);
-    n = snprintf(head, sizeof(head),
-                 "GET /$hc/%s?sb-hc-action=connect&sb-hc-id=%s HTTP/1.1\r\n"
-                 "Host: %s\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
-                 "Sec-WebSocket-Key: %s\r\nSec-WebSocket-Version: 13\r\n"
-                 "ServiceBusAuthorization: %s\r\n"
-                 "Relay-User-Agent: hcmd/%s\r\n\r\n",
-                 path, fc->id, host, fc->ws_key, tok, HC_VERSION);
-    hc_free_secret_str(tok);
-    hc_free(path);
-    if (n < 0 || (size_t)n >= sizeof(head)) {
-        hc_conn_abort(c, HC_ETOOBIG, "request too long");
-        return;
-    }
-    hc_conn_write(c, head, (size_t)n);
-    memset(head, 0, sizeof(head)); /* it held the token */
+    hc_conn_write(c, req, strlen(req));
+    hc_free_secret_str(req);
 }
 
 static void ws_head(struct hc_conn *c, const struct hc_http_head *h)
@@ -214,7 +198,7 @@ static void on_connection(uv_stream_t *server, int status)
     }
     fc = hc_xcalloc(1, sizeof(*fc));
     fc->f = f;
-    hc__agent_guid(fc->id);
+    hc_guid(fc->id);
     fc->next = a->fconns;
     if (a->fconns != NULL)
         a->fconns->prev = fc;

@@ -62,12 +62,9 @@ static int reload(const char *why)
     int rc = hc_agent_conf_load(conf_path, &conf, &errors);
 
     if (rc != 0) {
-        char *line, *save = NULL;
         hc_log_err("%s: %s has errors; the running configuration stays", why,
                    conf_path);
-        for (line = strtok_r(errors, "\n", &save); line != NULL;
-             line = strtok_r(NULL, "\n", &save))
-            hc_log_err("%s", line);
+        hc_log_lines(HC_LOG_ERR, errors);
         hc_free(errors);
         return rc;
     }

@@ -47,13 +47,10 @@ static void on_signal(uv_signal_t *s, int signum)
         char *errors = NULL;
         if (hc_relay_conf_load(conf_path, &conf, &errors) != 0) {
             /* Keep the running configuration; say why, line by line. */
-            char *line, *save = NULL;
             hc_log_err("SIGHUP: %s has errors; the running configuration "
                        "stays",
                        conf_path);
-            for (line = strtok_r(errors, "\n", &save); line != NULL;
-                 line = strtok_r(NULL, "\n", &save))
-                hc_log_err("%s", line);
+            hc_log_lines(HC_LOG_ERR, errors);
             hc_free(errors);
             return;
         }

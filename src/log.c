@@ -90,6 +90,17 @@ void hc_log(enum hc_log_level level, const char *fmt, ...)
     errno = saved;
 }
 
+void hc_log_lines(enum hc_log_level level, const char *text)
+{
+    while (text != NULL && *text != '\0') {
+        const char *nl = strchr(text, '\n');
+        int n = nl ? (int)(nl - text) : (int)strlen(text);
+        if (n > 0)
+            hc_log(level, "%.*s", n, text);
+        text = nl ? nl + 1 : NULL;
+    }
+}
+
 char *hc_log_escape(char *out, size_t cap, const void *data, size_t len)
 {
     const unsigned char *p = data;

@@ -12,7 +12,6 @@
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
-#include <sys/random.h>
 
 #include "hc_conn.h"
 #include "hc_err.h"
@@ -20,6 +19,7 @@
 #include "hc_json.h"
 #include "hc_log.h"
 #include "hc_mem.h"
+#include "hc_rand.h"
 #include "hc_relay.h"
 #include "hc_sas.h"
 #include "hc_url.h"
@@ -89,34 +89,6 @@ struct hc_relay {
 static const struct hc_conn_cbs relay_cbs;
 
 /* ---- small helpers ---- */
-
-static void random_bytes(void *buf, size_t len)
-{
-    uint8_t *p = buf;
-    while (len > 0) {
-        ssize_t n = getrandom(p, len, 0);
-        if (n <= 0) {
-            hc_log_err("getrandom failed");
-            abort();
-        }
-        p += n;
-        len -= (size_t)n;
-    }
-}
-
-/* A lower-case GUID in D format: 128 random bits, 36 characters. */
-static void make_guid(char out[37])
-{
-    uint8_t b[16];
-    random_bytes(b, sizeof(b));
-    b[6] = (uint8_t)((b[6] & 0x0f) | 0x40);
-    b[8] = (uint8_t)((b[8] & 0x3f) | 0x80);
-    snprintf(out, 37,
-             "%02x%02x%02x%02x-%02x%02x-%02x%02x-%02x%02x-%02x%02x%02x%02x%02x"
-             "%02x",
-             b[0], b[1], b[2], b[3], b[4], b[5], b[6], b[7], b[8], b[9], b[10],
-             b[11], b[12], b[13], b[14], b[15]);
-}
 
 static unsigned rv_hash(const char *s)
 {
@@ -409,7 +381,7 @@ static void listen_request(struct rconn *rc, struct hc_relay_hc *hc,
         snprintf(rc->lid, sizeof(rc->lid), "%s", id);
         sanitize(rc->lid, sizeof(rc->lid) - 1);
     } else {
-        make_guid(rc->lid);
+        hc_guid(rc->lid);
     }
     hc_free(id);
     rc->role = ROLE_LISTENER;
@@ -504,13 +476,13 @@ static void connect_request(struct rconn *rc, struct hc_relay_hc *hc,
                 NULL, NULL, NULL);
         return;
     }
-    random_bytes(&pick, sizeof(pick));
+    hc_random(&pick, sizeof(pick));
     pick %= (uint32_t)rt->nlisteners;
     for (l = rt->listeners; pick > 0; pick--)
         l = l->lnext;
 
     /* The id: the sender's own, if any, plus 128 random bits. */
-    make_guid(guid);
+    hc_guid(guid);
     sid = query_value(q, qlen, "sb-hc-id", 0);
     if (sid != NULL && sid[0] != '\0' && strlen(sid) <= 128) {
         for (char *s = sid; *s; s++)

@@ -26,8 +26,6 @@ struct load {
         struct pending_rule *next;
     } * pending;
     /* Keys seen in the current section, to refuse duplicates. */
-    char seen_keys[32][40];
-    int nseen;
 };
 
 static int name_ok(const char *s, int allow_slash)
@@ -128,7 +126,6 @@ static void begin_section(struct hc_conf_ctx *ctx, struct load *ld,
     struct hc_relay_conf *conf = ld->conf;
 
     snprintf(ld->section, sizeof(ld->section), "%s", section);
-    ld->nseen = 0;
     ld->rule = NULL;
     ld->hc = NULL;
     if (strcmp(section, "relay") == 0) {
@@ -273,15 +270,6 @@ static void on_key(struct hc_conf_ctx *ctx, const char *section,
     }
     if (ld->kind == SEC_BAD)
         return;
-    for (int i = 0; i < ld->nseen; i++) {
-        if (strcmp(ld->seen_keys[i], key) == 0) {
-            hc_conf_err(ctx, "'%s' is set twice in [%s]", key, section);
-            return;
-        }
-    }
-    if (ld->nseen < 32)
-        snprintf(ld->seen_keys[ld->nseen++], sizeof(ld->seen_keys[0]), "%s",
-                 key);
 
     if (ld->kind == SEC_RELAY) {
         if (strcmp(key, "listen") == 0) {

@@ -560,12 +560,29 @@ static void err_cb(struct hc_conf_ctx *ctx, const char *section,
     (*calls)++;
     if (key == NULL)
         return;
-    if (strcmp(key, "bad") == 0)
+    if (strncmp(key, "bad", 3) == 0)
         hc_conf_err(ctx, "bad: '%s' is not allowed", value);
     if (strcmp(key, "elsewhere") == 0)
         hc_conf_err_at(ctx, 1, "refers to line %d", ctx->lineno);
     if (strcmp(key, "global") == 0)
         hc_conf_err_at(ctx, 0, "file-wide problem");
+}
+
+/* A key twice in one section is an error for every file; in two, fine. */
+static void conf_duplicate_keys(void **state)
+{
+    int calls = 0;
+    char *errors;
+
+    assert_int_equal(hc_conf_parse("d.ini",
+                                   "[s]\na = 1\nb = 2\na = 3\n[t]\na = 4\n",
+                                   err_cb, &calls, &errors),
+                     HC_ECONFIG);
+    assert_nlines(errors, 1);
+    assert_error(errors, "d.ini", 4, "'a' is set twice in [s]");
+    /* [s], a, b, [t], a: the duplicate never reaches the callback. */
+    assert_int_equal(calls, 5);
+    hc_free(errors);
 }
 
 static void conf_callback_errors(void **state)
@@ -579,7 +596,7 @@ static void conf_callback_errors(void **state)
                                    "ok = 1\n"
                                    "bad = thing\n"
                                    "elsewhere = 1\n"
-                                   "bad = " AZURE_CS "\n"
+                                   "bad2 = " AZURE_CS "\n"
                                    "global = 1\n",
                                    err_cb, &calls, &errors),
                      HC_ECONFIG);
@@ -1008,7 +1025,7 @@ static void regress_conf_long_error_line_loses_newline(void **state)
     memset(text, 0, sizeof(text));
     strcpy(text, "[s]\nbad = ");
     memset(text + strlen(text), 'v', 480);
-    strcat(text, "\nbad = short\n");
+    strcat(text, "\nbad2 = short\n");
     assert_int_equal(hc_conf_parse(path, text, err_cb, &calls, &errors),
                      HC_ECONFIG);
     nlines = count_lines(errors);
@@ -1672,6 +1689,7 @@ int main(int argc, char **argv)
         cmocka_unit_test(conf_key_before_section),
         cmocka_unit_test(conf_empty_sections),
         cmocka_unit_test(conf_section_header_errors),
+        cmocka_unit_test(conf_duplicate_keys),
         cmocka_unit_test(conf_callback_errors),
         TMP_TEST(conf_file_read),
         TMP_TEST(conf_file_missing),
