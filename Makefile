@@ -64,6 +64,7 @@ unit: all unit-bin
 	test/run.sh --unit-only $(BUILD)
 
 test:
+	$(MAKE) lint
 	$(MAKE) DEV=1 all unit-bin
 	$(MAKE) DEV=1 asan
 	test/run.sh build build/asan
@@ -73,14 +74,22 @@ demo: all
 
 lint:
 	clang-format --dry-run --Werror src/*.c src/*.h include/*.h test/unit/*.c
+	mandoc -Tlint -Wwarning man/*.5 man/*.8
 
 install: all
 	install -d $(DESTDIR)$(PREFIX)/bin $(DESTDIR)$(PREFIX)/share/man/man5 \
-	    $(DESTDIR)$(PREFIX)/share/man/man8 $(DESTDIR)$(PREFIX)/share/hcmd
+	    $(DESTDIR)$(PREFIX)/share/man/man8 $(DESTDIR)$(PREFIX)/share/hcmd \
+	    $(DESTDIR)$(PREFIX)/lib/systemd/system
 	install -m 0755 $(BUILD)/hcmd $(BUILD)/hcrelay $(DESTDIR)$(PREFIX)/bin/
-	install -m 0644 conf/*.ini $(DESTDIR)$(PREFIX)/share/hcmd/
-	for m in man/*.5; do [ -e "$$m" ] && install -m 0644 $$m $(DESTDIR)$(PREFIX)/share/man/man5/ || true; done
-	for m in man/*.8; do [ -e "$$m" ] && install -m 0644 $$m $(DESTDIR)$(PREFIX)/share/man/man8/ || true; done
+	install -m 0644 conf/hcm.ini conf/relay.ini $(DESTDIR)$(PREFIX)/share/hcmd/
+	install -m 0644 man/*.5 $(DESTDIR)$(PREFIX)/share/man/man5/
+	install -m 0644 man/*.8 $(DESTDIR)$(PREFIX)/share/man/man8/
+	for u in hcmd hcrelay; do \
+	    sed 's|^ExecStart=/usr/local/bin/|ExecStart=$(PREFIX)/bin/|' \
+	        scripts/$$u.service >$(BUILD)/$$u.service || exit 1; \
+	done
+	install -m 0644 $(BUILD)/hcmd.service $(BUILD)/hcrelay.service \
+	    $(DESTDIR)$(PREFIX)/lib/systemd/system/
 
 clean:
 	rm -rf build

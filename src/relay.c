@@ -1060,6 +1060,8 @@ int hc_relay_start(struct hc_relay *r, char *err, size_t errlen)
                  r->conf->listen_host);
         return rc;
     }
+    uv_timer_init(r->loop, &r->tick); /* hc_relay_stop closes it */
+    r->tick.data = r;
     uv_tcp_init(r->loop, &r->server);
     r->server.data = r;
     r->server_open = 1;
@@ -1075,8 +1077,6 @@ int hc_relay_start(struct hc_relay *r, char *err, size_t errlen)
     r->port =
         ntohs(ss.ss_family == AF_INET6 ? ((struct sockaddr_in6 *)&ss)->sin6_port
                                        : ((struct sockaddr_in *)&ss)->sin_port);
-    uv_timer_init(r->loop, &r->tick);
-    r->tick.data = r;
     uv_timer_start(&r->tick, on_tick, 1000, 1000);
     return 0;
 }

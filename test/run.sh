@@ -37,6 +37,22 @@ for b in "$@"; do
     count "$name" "$log/out" "$rc"
   done
   [ $unit_only = 1 ] && continue
+  # Scripts that end with their own "N passed, N failed" line.
+  if [ "$b" = "${1}" ]; then
+    for sh in test/install.sh; do
+      [ -x "$sh" ] || continue
+      "$sh" "$b" >"$log/out" 2>&1
+      rc=$?
+      cat "$log/out"
+      last=$(grep -E '^[0-9]+ passed, [0-9]+ failed' "$log/out" | tail -1)
+      p=$(echo "$last" | sed -E 's/^([0-9]+) passed.*/\1/'); f=$(echo "$last" | sed -E 's/.* ([0-9]+) failed.*/\1/')
+      passed=$((passed + ${p:-0})); failed=$((failed + ${f:-0}))
+      if [ "$rc" != 0 ] && [ "${f:-0}" = 0 ]; then failed=$((failed + 1)); fi
+      if [ "$rc" != 0 ]; then broken+=("$sh"); fi
+      printf '%-40s %4d passed %3d failed%s\n' "$sh" "${p:-0}" "${f:-0}" \
+        "$([ "$rc" != 0 ] && echo " (exit $rc)")"
+    done
+  fi
   for suite in test/interop; do
     name="$b:$suite"
     (cd "$suite" && HCRELAY="$PWD/../../$b/hcrelay" HCMD="$PWD/../../$b/hcmd" \

@@ -1025,8 +1025,9 @@ static void agent_nothing_to_do(void **state)
     };
 
     for (size_t i = 0; i < sizeof(texts) / sizeof(texts[0]); i++)
-        fails_with(t, texts[i], 0,
-                   "no [connection NAME] or [forward NAME] section: nothing to do");
+        fails_with(
+            t, texts[i], 0,
+            "no [connection NAME] or [forward NAME] section: nothing to do");
 }
 
 static void agent_missing_file(void **state)

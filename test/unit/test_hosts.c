@@ -4,8 +4,8 @@
  * replaced through a temporary file in the same folder).
  *
  * Run one test alone: build/test/test_hosts <name-glob>. Tests named
- * regress_* pin defects that were found and fixed. File tests work in a fresh folder
- * /tmp/hcmd-test-hosts.XXXXXX that teardown removes with all it holds.
+ * regress_* pin defects that were found and fixed. File tests work in a fresh
+ * folder /tmp/hcmd-test-hosts.XXXXXX that teardown removes with all it holds.
  */
 #include <setjmp.h>
 #include <stdarg.h>
@@ -34,21 +34,19 @@
 #define BEGIN_JOINED                                                           \
     "# BEGIN hcmd: managed by hcmd; do not edit (newline added above)\n"
 
-/* What hcmd writes for E2 (below). */
-#define BLOCK2                                                                 \
-    BEGIN_LINE "127.77.12.34\tsql.corp.local\t# hcmd forward db\n"             \
-               "127.77.1.2\tredis.corp.local\t# hcmd forward cache\n" END_LINE
+/* The entries of E2 and E1 (below), as hcmd writes them. */
+#define E2_LINES                                                               \
+    "127.77.12.34\tsql.corp.local\t# hcmd forward db\n"                        \
+    "127.77.1.2\tredis.corp.local\t# hcmd forward cache\n"
+#define E1_LINES "127.77.200.9\tapi.corp.local\t# hcmd forward api\n"
 
-/* What hcmd writes for E1 (below). */
-#define BLOCK1                                                                 \
-    BEGIN_LINE "127.77.200.9\tapi.corp.local\t# hcmd forward api\n" END_LINE
+/* What hcmd writes for E2 and E1. */
+#define BLOCK2 BEGIN_LINE E2_LINES END_LINE
+#define BLOCK1 BEGIN_LINE E1_LINES END_LINE
 
 /* The same after a last line without its newline. */
-#define BLOCK2J                                                                \
-    BEGIN_JOINED "127.77.12.34\tsql.corp.local\t# hcmd forward db\n"           \
-                 "127.77.1.2\tredis.corp.local\t# hcmd forward cache\n" END_LINE
-#define BLOCK1J                                                                \
-    BEGIN_JOINED "127.77.200.9\tapi.corp.local\t# hcmd forward api\n" END_LINE
+#define BLOCK2J BEGIN_JOINED E2_LINES END_LINE
+#define BLOCK1J BEGIN_JOINED E1_LINES END_LINE
 
 static const struct hc_hosts_entry E2[] = {
     {"127.77.12.34", "sql.corp.local", "db"},
