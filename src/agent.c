@@ -1138,6 +1138,13 @@ int hc_agent_reload(struct hc_agent *a, struct hc_agent_conf *conf, char *err,
     struct hc_agent_conf *old = a->conf;
     struct listener *l;
 
+    if (a->stopping) {
+        /* Draining tunnels still use the running configuration. */
+        snprintf(err, errlen, "stopping: reload ignored");
+        hc_agent_conf_free(conf);
+        return UV_ECANCELED;
+    }
+
     if (!same_str(conf->ca_file, old->ca_file) ||
         conf->tls_verify != old->tls_verify) {
         struct hc_tls_conf *tls;

@@ -59,6 +59,7 @@ static int reload(const char *why)
 {
     struct hc_agent_conf *conf;
     char *errors = NULL, err[400];
+    enum hc_log_level level;
     int rc = hc_agent_conf_load(conf_path, &conf, &errors);
 
     if (rc != 0) {
@@ -70,9 +71,10 @@ static int reload(const char *why)
     }
     hc_free(errors);
     hc_notify("RELOADING=1");
-    hc_log_set_level(verbose ? HC_LOG_DEBUG
-                             : (enum hc_log_level)conf->log_level);
+    level = verbose ? HC_LOG_DEBUG : (enum hc_log_level)conf->log_level;
     rc = hc_agent_reload(agent, conf, err, sizeof(err));
+    if (rc == 0)
+        hc_log_set_level(level); /* only a configuration that took */
     hc_notify("READY=1\nSTATUS=configuration reloaded");
     if (rc != 0)
         hc_log_err("%s: %s; the running configuration stays", why, err);
@@ -191,7 +193,13 @@ int main(int argc, char **argv)
     conf_path = path;
     rc = hc_agent_conf_load(path, &conf, &errors);
     if (rc != 0) {
-        fputs(errors ? errors : "hcmd: cannot load configuration\n", stderr);
+        /* Under journald every line needs its priority. */
+        if (getenv("JOURNAL_STREAM") != NULL && !check)
+            hc_log_lines(HC_LOG_ERR,
+                         errors ? errors : "cannot load configuration");
+        else
+            fputs(errors ? errors : "hcmd: cannot load configuration\n",
+                  stderr);
         hc_free(errors);
         return 1;
     }

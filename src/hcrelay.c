@@ -162,7 +162,12 @@ int main(int argc, char **argv)
     }
     rc = hc_relay_conf_load(path, &conf, &errors);
     if (rc != 0) {
-        fputs(errors ? errors : "hcrelay: cannot load configuration\n", stderr);
+        if (getenv("JOURNAL_STREAM") != NULL && !check)
+            hc_log_lines(HC_LOG_ERR,
+                         errors ? errors : "cannot load configuration");
+        else
+            fputs(errors ? errors : "hcrelay: cannot load configuration\n",
+                  stderr);
         hc_free(errors);
         return 1;
     }

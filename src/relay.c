@@ -64,6 +64,7 @@ struct rconn {
 
 struct hc_rt {
     struct hc_relay_hc *hc;
+    int removed; /* its hybrid connection left the configuration */
     struct rconn *listeners;
     int nlisteners;
     struct hc_rt *next;
@@ -1110,6 +1111,11 @@ int hc_relay_reload(struct hc_relay *r, struct hc_relay_conf *conf)
 {
     struct hc_relay_conf *old = r->conf;
 
+    if (r->stopping) {
+        hc_relay_conf_free(conf);
+        return UV_ECANCELED;
+    }
+
     if (strcmp(conf->listen_host, old->listen_host) != 0 ||
         conf->listen_port != old->listen_port ||
         strcmp(conf->cert_file, old->cert_file) != 0 ||
@@ -1117,8 +1123,10 @@ int hc_relay_reload(struct hc_relay *r, struct hc_relay_conf *conf)
         hc_log_warn("reload: listen, cert_file and key_file take effect at "
                     "the next start");
     for (struct hc_rt *rt = r->rts; rt != NULL; rt = rt->next) {
-        struct hc_relay_hc *nh = hc_relay_conf_find_hc(conf, rt->hc->name);
-        struct hc_relay_hc **pp;
+        struct hc_relay_hc *nh, **pp;
+        if (rt->removed)
+            continue; /* retired by an earlier reload */
+        nh = hc_relay_conf_find_hc(conf, rt->hc->name);
         if (nh != NULL) {
             rt->hc = nh;
             continue;
@@ -1138,6 +1146,7 @@ int hc_relay_reload(struct hc_relay *r, struct hc_relay_conf *conf)
         hc_relay_conf_free_rules(rt->hc);
         rt->hc->next = r->retired;
         r->retired = rt->hc;
+        rt->removed = 1;
     }
     r->conf = conf;
     hc_relay_conf_free(old);
