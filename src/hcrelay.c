@@ -6,6 +6,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 
 #include <mbedtls/version.h>
 #include <uv.h>
@@ -21,7 +22,7 @@
 #include "hc_version.h"
 
 static const char usage[] =
-    "usage: hcrelay -c FILE [-v]             run the relay in the foreground\n"
+    "usage: hcrelay -c FILE [-v] [--strict]  run the relay in the foreground\n"
     "       hcrelay -c FILE --check          validate the configuration\n"
     "       hcrelay -c FILE connection-string HC RULE [--secondary]\n"
     "                                        print a connection string\n"
@@ -123,7 +124,8 @@ static int print_connection_string(struct hc_relay_conf *conf,
 int main(int argc, char **argv)
 {
     const char *path = NULL;
-    int check = 0, i;
+    int check = 0, strict = 0, i;
+    struct stat st;
     struct hc_relay_conf *conf;
     char *errors = NULL;
     char err[512];
@@ -134,6 +136,8 @@ int main(int argc, char **argv)
     for (i = 1; i < argc; i++) {
         if (strcmp(argv[i], "-c") == 0 && i + 1 < argc) {
             path = argv[++i];
+        } else if (strcmp(argv[i], "--strict") == 0) {
+            strict = 1;
         } else if (strcmp(argv[i], "--check") == 0) {
             check = 1;
         } else if (strcmp(argv[i], "-v") == 0) {
@@ -172,6 +176,19 @@ int main(int argc, char **argv)
         return 1;
     }
     hc_free(errors);
+    /* The file holds keys: say so loudly when others can read it. */
+    if (stat(path, &st) == 0 && (st.st_mode & 0044) != 0) {
+        if (strict) {
+            hc_log_err("%s is readable by group or others (mode %03o) and "
+                       "holds keys; refusing (--strict): chmod 600 %s",
+                       path, (unsigned)(st.st_mode & 0777), path);
+            hc_relay_conf_free(conf);
+            return 1;
+        }
+        hc_log_warn("%s is readable by group or others (mode %03o) and holds "
+                    "keys: chmod 600 %s",
+                    path, (unsigned)(st.st_mode & 0777), path);
+    }
     if (i < argc) {
         int secondary = 0;
         if (argc - i < 3 || argc - i > 4 ||
