@@ -67,7 +67,8 @@ class RelayCtl {
   }
 
   writeRaw(text) {
-    fs.writeFileSync(this.iniFile, text);
+    fs.writeFileSync(this.iniFile, text, { mode: 0o600 });
+    fs.chmodSync(this.iniFile, 0o600); // it holds keys
   }
 
   iniText() {

@@ -162,7 +162,8 @@ function writeConfig(dir, certs, { relay = {}, rules = [], hcs = [] } = {}) {
     for (const rule of hc.rules || []) ruleLines(`${hc.name}/${rule.name}`, rule);
   }
   const iniFile = path.join(dir, 'relay.ini');
-  fs.writeFileSync(iniFile, lines.join('\n') + '\n');
+  fs.writeFileSync(iniFile, lines.join('\n') + '\n', { mode: 0o600 });
+  fs.chmodSync(iniFile, 0o600); // it holds keys
   return { iniFile, keys };
 }
 
