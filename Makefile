@@ -6,7 +6,8 @@
 #   make test            deps check, warning-free build, every test, then the
 #                        whole suite again under ASan+UBSan
 #   make unit            cmocka unit tests only
-#   make demo            start hcrelay on localhost and prove a round trip
+#   make demo            the whole chain on localhost, redis-cli by name
+#   make bench           the benchmark table (BENCH_ARGS=--quick: < 2 min)
 #   make lint            clang-format --dry-run over our C files
 #   make clean
 
@@ -31,7 +32,7 @@ UNIT_SRC := $(wildcard test/unit/test_*.c)
 UNIT_BIN := $(patsubst test/unit/%.c,$(BUILD)/test/%,$(UNIT_SRC))
 HEADERS  := $(wildcard include/*.h src/*.h)
 
-.PHONY: all asan test unit demo lint clean install deps
+.PHONY: all asan test unit demo lint clean install deps bench
 all: $(BUILD)/hcmd $(BUILD)/hcrelay
 
 $(BUILD)/obj/%.o: src/%.c $(HEADERS) | $(BUILD)/obj
@@ -71,6 +72,10 @@ test:
 
 demo: all
 	scripts/demo.sh $(BUILD)
+
+# The benchmark table (test/bench/README-bench.md); --quick: under 2 min.
+bench: all
+	test/bench/run.sh --build $(BUILD) $(BENCH_ARGS)
 
 lint:
 	clang-format --dry-run --Werror src/*.c src/*.h include/*.h test/unit/*.c

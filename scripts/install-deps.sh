@@ -13,6 +13,7 @@ PKGS=(
   openssl                               # test certificates
   redis-server redis-tools socat curl   # real services and clients in tests
   tinyproxy                             # the proxy tests
+  stunnel4 gnuplot-nox libssl-dev       # make bench: baseline, chart, hashing
   mandoc clang-format                   # make lint
 )
 
