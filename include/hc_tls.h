@@ -45,6 +45,8 @@ struct hc_tls {
     size_t out_len, out_cap;
     int handshake_done;
     int closed; /* close_notify received */
+    struct hc_tls_conf *conf;
+    char host[256]; /* client: for the session cache */
 };
 
 /*

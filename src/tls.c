@@ -7,6 +7,7 @@
 #include <mbedtls/error.h>
 #include <mbedtls/pk.h>
 #include <mbedtls/ssl.h>
+#include <mbedtls/ssl_ticket.h>
 #include <mbedtls/x509_crt.h>
 #include <uv.h>
 
@@ -16,12 +17,30 @@
 
 #define SYSTEM_CA_FILE "/etc/ssl/certs/ca-certificates.crt"
 
+#define SESSION_CACHE 16
+
+/*
+ * Session resumption: an ECDHE handshake with ECDSA costs milliseconds of
+ * CPU in this mbedTLS, a resumed one almost nothing, and every tunnel opens
+ * a new TLS connection to the relay. Servers issue tickets (keys from the
+ * DRBG, rotated daily); clients keep the last session per host name.
+ */
+struct cached_session {
+    char host[256];
+    mbedtls_ssl_session session;
+    int used;
+};
+
 struct hc_tls_conf {
     mbedtls_ssl_config conf;
     mbedtls_entropy_context entropy;
     mbedtls_ctr_drbg_context drbg;
     mbedtls_x509_crt cert; /* server: own chain; client: trusted CAs */
     mbedtls_pk_context key;
+    mbedtls_ssl_ticket_context ticket; /* server */
+    int ticket_ready;
+    struct cached_session cache[SESSION_CACHE]; /* client */
+    unsigned next_slot;
 };
 
 /* AEAD only, ChaCha20-Poly1305 first: it is the faster one here. */
@@ -106,6 +125,16 @@ int hc_tls_conf_server(struct hc_tls_conf **out, const char *cert_file,
         tls_err(err, errlen, "certificate and key", rc);
         goto fail;
     }
+    mbedtls_ssl_ticket_init(&c->ticket);
+    c->ticket_ready = 1;
+    rc = mbedtls_ssl_ticket_setup(&c->ticket, mbedtls_ctr_drbg_random, &c->drbg,
+                                  MBEDTLS_CIPHER_AES_256_GCM, 86400);
+    if (rc != 0) {
+        tls_err(err, errlen, "session tickets", rc);
+        goto fail;
+    }
+    mbedtls_ssl_conf_session_tickets_cb(&c->conf, mbedtls_ssl_ticket_write,
+                                        mbedtls_ssl_ticket_parse, &c->ticket);
     *out = c;
     return 0;
 fail:
@@ -150,6 +179,11 @@ void hc_tls_conf_free(struct hc_tls_conf *c)
     mbedtls_entropy_free(&c->entropy);
     mbedtls_x509_crt_free(&c->cert);
     mbedtls_pk_free(&c->key);
+    if (c->ticket_ready)
+        mbedtls_ssl_ticket_free(&c->ticket);
+    for (int i = 0; i < SESSION_CACHE; i++)
+        if (c->cache[i].used)
+            mbedtls_ssl_session_free(&c->cache[i].session);
     hc_free(c);
 }
 
@@ -196,6 +230,18 @@ int hc_tls_init(struct hc_tls *t, struct hc_tls_conf *conf,
         goto fail;
     if (hostname != NULL && mbedtls_ssl_set_hostname(&t->ssl, hostname) != 0)
         goto fail;
+    t->conf = conf;
+    if (hostname != NULL) {
+        /* Offer the last session with this host; a failed offer is fine. */
+        snprintf(t->host, sizeof(t->host), "%s", hostname);
+        for (int i = 0; i < SESSION_CACHE; i++) {
+            struct cached_session *s = &conf->cache[i];
+            if (s->used && strcmp(s->host, hostname) == 0) {
+                (void)mbedtls_ssl_set_session(&t->ssl, &s->session);
+                break;
+            }
+        }
+    }
     mbedtls_ssl_set_bio(&t->ssl, t, bio_send, bio_recv, NULL);
     return 0;
 fail:
@@ -254,6 +300,26 @@ int hc_tls_keep_input(struct hc_tls *t)
     return 0;
 }
 
+/* Remember this client session for the next connection to the host. */
+static void keep_session(struct hc_tls *t)
+{
+    struct hc_tls_conf *c = t->conf;
+    struct cached_session *s = NULL;
+
+    for (int i = 0; i < SESSION_CACHE && s == NULL; i++)
+        if (c->cache[i].used && strcmp(c->cache[i].host, t->host) == 0)
+            s = &c->cache[i];
+    if (s == NULL)
+        s = &c->cache[c->next_slot++ % SESSION_CACHE];
+    if (s->used)
+        mbedtls_ssl_session_free(&s->session);
+    mbedtls_ssl_session_init(&s->session);
+    s->used = mbedtls_ssl_get_session(&t->ssl, &s->session) == 0;
+    if (!s->used)
+        mbedtls_ssl_session_free(&s->session);
+    snprintf(s->host, sizeof(s->host), "%s", t->host);
+}
+
 int hc_tls_handshake(struct hc_tls *t, char *err, size_t errlen)
 {
     int rc;
@@ -263,6 +329,8 @@ int hc_tls_handshake(struct hc_tls *t, char *err, size_t errlen)
     rc = mbedtls_ssl_handshake(&t->ssl);
     if (rc == 0) {
         t->handshake_done = 1;
+        if (t->host[0] != '\0')
+            keep_session(t);
         return 0;
     }
     if (rc == MBEDTLS_ERR_SSL_WANT_READ || rc == MBEDTLS_ERR_SSL_WANT_WRITE)
