@@ -100,6 +100,14 @@ static char *reader(char *str, int num, void *stream)
         hc_conf_err(ctx, "NUL byte in line");
         return str;
     }
+    /* No control characters (this also keeps LONG_TAG unforgeable). */
+    for (c = s; c < e; c++) {
+        if ((unsigned char)*c < 0x20 && *c != '\t' && *c != '\r') {
+            hc_conf_err(ctx, "control character 0x%02x in line",
+                        (unsigned char)*c);
+            return str;
+        }
+    }
     while (s < e && (*s == ' ' || *s == '\t'))
         s++;
     if (s == e || *s == ';' || *s == '#')

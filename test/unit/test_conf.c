@@ -568,6 +568,26 @@ static void err_cb(struct hc_conf_ctx *ctx, const char *section,
         hc_conf_err_at(ctx, 0, "file-wide problem");
 }
 
+/*
+ * A value that looks like the reader's reference to a long value must not
+ * pick up another line's value (a key): control characters are refused.
+ */
+static void regress_conf_forged_long_reference(void **state)
+{
+    int calls = 0;
+    char *errors, text[600];
+
+    memset(text, 0, sizeof(text));
+    strcpy(text, "[a]\nsecret = ");
+    memset(text + strlen(text), '0', 300);
+    strcat(text, "\nb = \x01long:0\n");
+    assert_int_equal(hc_conf_parse("f.ini", text, err_cb, &calls, &errors),
+                     HC_ECONFIG);
+    assert_error(errors, "f.ini", 3, "control character 0x01");
+    assert_null(strstr(errors, "000000"));
+    hc_free(errors);
+}
+
 /* A key twice in one section is an error for every file; in two, fine. */
 static void conf_duplicate_keys(void **state)
 {
@@ -1690,6 +1710,7 @@ int main(int argc, char **argv)
         cmocka_unit_test(conf_empty_sections),
         cmocka_unit_test(conf_section_header_errors),
         cmocka_unit_test(conf_duplicate_keys),
+        cmocka_unit_test(regress_conf_forged_long_reference),
         cmocka_unit_test(conf_callback_errors),
         TMP_TEST(conf_file_read),
         TMP_TEST(conf_file_missing),
