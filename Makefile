@@ -8,6 +8,7 @@
 #   make unit            cmocka unit tests only
 #   make demo            the whole chain on localhost, redis-cli by name
 #   make bench           the benchmark table (BENCH_ARGS=--quick: < 2 min)
+#   make fuzz            libFuzzer on every parser (FUZZ_SECONDS each)
 #   make lint            clang-format --dry-run over our C files
 #   make clean
 
@@ -32,7 +33,7 @@ UNIT_SRC := $(wildcard test/unit/test_*.c)
 UNIT_BIN := $(patsubst test/unit/%.c,$(BUILD)/test/%,$(UNIT_SRC))
 HEADERS  := $(wildcard include/*.h src/*.h)
 
-.PHONY: all asan test unit demo lint clean install deps bench
+.PHONY: all asan test unit demo lint clean install deps bench fuzz fuzz-bin
 all: $(BUILD)/hcmd $(BUILD)/hcrelay
 
 $(BUILD)/obj/%.o: src/%.c $(HEADERS) | $(BUILD)/obj
@@ -78,7 +79,8 @@ bench: all
 	test/bench/run.sh --build $(BUILD) $(BENCH_ARGS)
 
 lint:
-	clang-format --dry-run --Werror src/*.c src/*.h include/*.h test/unit/*.c
+	clang-format --dry-run --Werror src/*.c src/*.h include/*.h test/unit/*.c \
+	    test/fuzz/*.c test/fuzz/*.h
 	mandoc -Tlint -Wwarning man/*.5 man/*.8
 
 install: all
@@ -95,6 +97,33 @@ install: all
 	done
 	install -m 0644 $(BUILD)/hcmd.service $(BUILD)/hcrelay.service \
 	    $(DESTDIR)$(PREFIX)/lib/systemd/system/
+
+# Fuzzing: clang + libFuzzer + ASan/UBSan over our parsers (test/fuzz/).
+# The test suite replays the committed corpus without libFuzzer.
+FUZZ_CC      ?= clang
+FUZZ_SECONDS ?= 60
+FUZZ_CFLAGS   = -std=c99 -D_GNU_SOURCE -Iinclude $(WARN) -g -O1 \
+                -fno-omit-frame-pointer -fsanitize=address,undefined \
+                -fno-sanitize-recover=undefined
+FUZZ_OBJ     := $(patsubst src/%.c,build/fuzz/obj/%.o,$(LIB_SRC))
+FUZZ_BIN     := $(patsubst test/fuzz/%.c,build/fuzz/%,$(wildcard test/fuzz/fuzz_*.c))
+
+build/fuzz/obj/%.o: src/%.c $(HEADERS) | build/fuzz/obj
+	$(FUZZ_CC) $(FUZZ_CFLAGS) -fsanitize=fuzzer-no-link -c -o $@ $<
+
+build/fuzz/libhc.a: $(FUZZ_OBJ)
+	rm -f $@ && ar rcs $@ $^
+
+build/fuzz/fuzz_%: test/fuzz/fuzz_%.c test/fuzz/*.h build/fuzz/libhc.a $(HEADERS)
+	$(FUZZ_CC) $(FUZZ_CFLAGS) -fsanitize=fuzzer -o $@ $< build/fuzz/libhc.a $(LDLIBS)
+
+build/fuzz/obj:
+	mkdir -p $@
+
+fuzz-bin: $(FUZZ_BIN)
+
+fuzz: fuzz-bin
+	test/fuzz/run.sh --seconds $(FUZZ_SECONDS) build/fuzz
 
 clean:
 	rm -rf build

@@ -16,6 +16,9 @@
 #define LONG_TAG "\x01long:"
 
 static void err_va(struct hc_conf_ctx *ctx, int lineno, const char *fmt,
+                   va_list ap) __attribute__((format(printf, 3, 0)));
+
+static void err_va(struct hc_conf_ctx *ctx, int lineno, const char *fmt,
                    va_list ap)
 {
     char msg[512];
@@ -100,9 +103,14 @@ static char *reader(char *str, int num, void *stream)
         hc_conf_err(ctx, "NUL byte in line");
         return str;
     }
-    /* No control characters (this also keeps LONG_TAG unforgeable). */
+    /*
+     * No control characters but tabs, and CR only as a CRLF line end: this
+     * keeps LONG_TAG unforgeable, and inih (which skips any white space)
+     * from taking a line that starts with one for a continuation.
+     */
     for (c = s; c < e; c++) {
-        if ((unsigned char)*c < 0x20 && *c != '\t' && *c != '\r') {
+        if ((unsigned char)*c < 0x20 && *c != '\t' &&
+            !(*c == '\r' && c == e - 1)) {
             hc_conf_err(ctx, "control character 0x%02x in line",
                         (unsigned char)*c);
             return str;

@@ -37,6 +37,13 @@ for b in "$@"; do
     count "$name" "$log/out" "$rc"
   done
   [ $unit_only = 1 ] && continue
+  # Fuzz corpora replayed under ASan+UBSan (gcc; no libFuzzer needed).
+  if [[ "$b" == *asan* ]] && [ -x test/fuzz/replay.sh ]; then
+    test/fuzz/replay.sh "$b" >"$log/out" 2>&1
+    rc=$?
+    cat "$log/out"
+    count "$b:test/fuzz" "$log/out" "$rc"
+  fi
   # Scripts that end with their own "N passed, N failed" line.
   if [ "$b" = "${1}" ]; then
     for sh in test/install.sh; do
