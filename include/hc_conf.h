@@ -66,6 +66,13 @@ void hc_conf_err_at(struct hc_conf_ctx *ctx, int lineno, const char *fmt, ...)
  */
 const char *hc_conf_keyname(const char *key);
 
+/*
+ * A file that holds keys should be readable by its owner only: when group
+ * or others can read path, log a loud warning, or with strict an error.
+ * Returns 0, or -1 when strict refuses.
+ */
+int hc_conf_check_secrecy(const char *path, int strict);
+
 /* Value helpers: 0 on success, UV_EINVAL otherwise. */
 int hc_conf_bool(const char *s, int *out);
 int hc_conf_long(const char *s, long min, long max, long *out);

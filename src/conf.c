@@ -8,7 +8,10 @@
 #include <ini.h>
 #include <uv.h>
 
+#include <sys/stat.h>
+
 #include "hc_conf.h"
+#include "hc_log.h"
 #include "hc_err.h"
 #include "hc_mem.h"
 
@@ -286,6 +289,24 @@ int hc_conf_parse(const char *path, const char *text, hc_conf_cb cb, void *user,
     hc_free(owned);
     *errors = ctx.errors;
     return ctx.nerr ? HC_ECONFIG : 0;
+}
+
+int hc_conf_check_secrecy(const char *path, int strict)
+{
+    struct stat st;
+
+    if (stat(path, &st) != 0 || (st.st_mode & 0044) == 0)
+        return 0;
+    if (strict) {
+        hc_log_err("%s is readable by group or others (mode %03o) and holds "
+                   "keys; refusing (--strict): chmod 600 %s",
+                   path, (unsigned)(st.st_mode & 0777), path);
+        return -1;
+    }
+    hc_log_warn("%s is readable by group or others (mode %03o) and holds "
+                "keys: chmod 600 %s",
+                path, (unsigned)(st.st_mode & 0777), path);
+    return 0;
 }
 
 const char *hc_conf_keyname(const char *key)

@@ -16,6 +16,7 @@
 
 #include "hc_agent.h"
 #include "hc_cli.h"
+#include "hc_conf.h"
 #include "hc_control.h"
 #include "hc_notify.h"
 #include "hc_log.h"
@@ -117,27 +118,6 @@ static void on_watchdog(uv_timer_t *t)
     hc_notify("WATCHDOG=1");
 }
 
-/*
- * Keys live in the file: say so loudly when others can read it, and with
- * --strict refuse to go on. Returns 0, or -1 when strict refuses.
- */
-static int check_secrecy(const char *path, int strict)
-{
-    struct stat st;
-    if (stat(path, &st) != 0 || (st.st_mode & 0044) == 0)
-        return 0;
-    if (strict) {
-        hc_log_err("%s is readable by group or others (mode %03o) and holds "
-                   "keys; refusing (--strict): chmod 600 %s",
-                   path, (unsigned)(st.st_mode & 0777), path);
-        return -1;
-    }
-    hc_log_warn("%s is readable by group or others (mode %03o) and holds "
-                "keys: chmod 600 %s",
-                path, (unsigned)(st.st_mode & 0777), path);
-    return 0;
-}
-
 int main(int argc, char **argv)
 {
     const char *path = DEFAULT_CONF;
@@ -204,7 +184,7 @@ int main(int argc, char **argv)
         return 1;
     }
     hc_free(errors);
-    if (check_secrecy(path, strict) != 0) {
+    if (hc_conf_check_secrecy(path, strict) != 0) {
         hc_agent_conf_free(conf);
         return 1;
     }

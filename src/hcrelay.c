@@ -13,6 +13,7 @@
 #include <wslay/wslayver.h>
 #include <jansson.h>
 
+#include "hc_conf.h"
 #include "hc_connstr.h"
 #include "hc_err.h"
 #include "hc_log.h"
@@ -125,7 +126,6 @@ int main(int argc, char **argv)
 {
     const char *path = NULL;
     int check = 0, strict = 0, i;
-    struct stat st;
     struct hc_relay_conf *conf;
     char *errors = NULL;
     char err[512];
@@ -176,18 +176,9 @@ int main(int argc, char **argv)
         return 1;
     }
     hc_free(errors);
-    /* The file holds keys: say so loudly when others can read it. */
-    if (stat(path, &st) == 0 && (st.st_mode & 0044) != 0) {
-        if (strict) {
-            hc_log_err("%s is readable by group or others (mode %03o) and "
-                       "holds keys; refusing (--strict): chmod 600 %s",
-                       path, (unsigned)(st.st_mode & 0777), path);
-            hc_relay_conf_free(conf);
-            return 1;
-        }
-        hc_log_warn("%s is readable by group or others (mode %03o) and holds "
-                    "keys: chmod 600 %s",
-                    path, (unsigned)(st.st_mode & 0777), path);
+    if (hc_conf_check_secrecy(path, strict) != 0) {
+        hc_relay_conf_free(conf);
+        return 1;
     }
     if (i < argc) {
         int secondary = 0;
