@@ -174,8 +174,8 @@ static void begin_section(struct hc_conf_ctx *ctx, struct load *ld,
     } else {
         ld->kind = SEC_BAD;
         hc_conf_err(ctx,
-                    "unknown section [%s] (expected [hcmd] or "
-                    "[connection NAME])",
+                    "unknown section [%s] (expected [hcmd], "
+                    "[connection NAME] or [forward NAME])",
                     section);
     }
 }
