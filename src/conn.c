@@ -238,13 +238,17 @@ static void on_linger(uv_timer_t *t)
 
 void hc_conn_close(struct hc_conn *c, int err, const char *reason)
 {
+    /* Not up yet (resolving, connecting, CONNECT, TLS): nothing to flush. */
+    int up = c->state != HC_CONN_RESOLVING && c->state != HC_CONN_CONNECTING &&
+             c->state != HC_CONN_PROXY && c->state != HC_CONN_TLS_HANDSHAKE;
+
     if (c->closing) {
         notify_close(c, err, reason);
         return;
     }
     c->closing = 1;
     set_state(c, HC_CONN_CLOSING);
-    if (!c->tcp_open) {
+    if (!c->tcp_open || !up) {
         close_handles(c);
     } else {
         c->graceful = 1;
