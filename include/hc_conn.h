@@ -134,7 +134,8 @@ struct hc_conn {
     struct hc_conn *dirty_next;
 };
 
-/* One per loop: the flush handles and shared read buffers. */
+/* One per loop: the flush handles and shared read buffers; NULL when out
+ * of memory. */
 struct hc_io *hc_io_new(uv_loop_t *loop);
 /* After every connection has closed. */
 void hc_io_free(struct hc_io *io);

@@ -38,7 +38,13 @@
 #include <unistd.h>
 
 #define RETRY_FIRST_MS 250
-#define HEALTHY_MS 60000
+/*
+ * A refused connection (nothing listens on the relay's port, as while it
+ * restarts) costs nothing to retry: for this long after the start or after
+ * losing the channel, it is retried within REFUSED_MAX_MS.
+ */
+#define RESTART_MS 60000
+#define REFUSED_MAX_MS 500
 #define META_BODY_MAX (64 * 1024)
 #define CTL_MSG_MAX (64 * 1024)
 
@@ -68,7 +74,9 @@ struct listener {
     uv_timer_t retry, renew, ping;
     int attempt;
     int slow_retry; /* the last failure was an auth or not-found answer */
+    int refused;    /* the last attempt was refused (ECONNREFUSED) */
     uint64_t connected_ms;
+    uint64_t lost_ms; /* the start, or when the channel was last lost */
     int pings_out;
     char ws_key[25];
     char lid[37];
@@ -351,7 +359,7 @@ static void tunnel_request(struct tunnel *t)
     const char *proto = t->protocol;
     int n;
 
-    if (t->requested || !t->rv_up || t->ep_state == 0)
+    if (t->requested || !t->rv_up || t->rv == NULL || t->ep_state == 0)
         return;
     t->requested = 1;
     hc__agent_host_header(host, sizeof(host), t->url.host, t->url.port);
@@ -457,9 +465,7 @@ static void rv_head(struct hc_conn *c, const struct hc_http_head *h)
         snprintf(why, sizeof(why), "rendezvous answered %d", h->status);
         hc_log_warn("%s: tunnel %s: %s", t->l ? t->l->hc->name : "?", t->id,
                     why);
-        hc_conn_abort(c, HC_EPROTO, why);
-        if (t->ep != NULL)
-            hc_conn_abort(t->ep, HC_EPROTO, why);
+        hc_conn_abort(c, HC_EPROTO, why); /* rv_close aborts the endpoint */
         return;
     }
     hc_conn_ws_start(c);
@@ -482,11 +488,16 @@ static void rv_close(struct hc_conn *c, int err, const char *reason)
     struct tunnel *t = c->data;
 
     t->rv = NULL;
-    if (err != 0 && !t->rejecting) {
+    /*
+     * Before the splice any end of the rendezvous is a failure, a clean
+     * close by the relay (it stopped) too: the endpoint would wait forever.
+     */
+    if (!t->rejecting && (err != 0 || t->ep != NULL)) {
         hc_log_warn("%s: tunnel %s: rendezvous failed: %s",
                     t->l ? t->l->hc->name : "?", t->id, reason);
         if (t->ep != NULL)
-            hc_conn_abort(t->ep, err, "rendezvous failed");
+            hc_conn_abort(t->ep, err != 0 ? err : UV_ECONNABORTED,
+                          "rendezvous failed");
     }
     tunnel_conn_gone(t);
 }
@@ -501,6 +512,39 @@ static const struct hc_conn_cbs rv_cbs = {
     .on_head = rv_head,
     .on_close = rv_close,
 };
+
+/* Digits and dots only, or a ':' (IPv6): an address, not a name. */
+static int is_ip_literal(const char *host)
+{
+    return strchr(host, ':') != NULL ||
+           strspn(host, "0123456789.") == strlen(host);
+}
+
+/*
+ * May a rendezvous go to u? Only over TLS, and to the relay's host or a
+ * name next to it in its domain: Azure hands out gateway hosts such as
+ * g17-prod-x-sb.servicebus.windows.net for the namespace
+ * ns.servicebus.windows.net. Anything else would let whoever sends accept
+ * messages make hcmd dial any host, or drop TLS. (Any port: TLS checks the
+ * name, not the port.)
+ */
+static int rendezvous_allowed(const struct hc_agent_hc *hc,
+                              const struct hc_url *u)
+{
+    const char *ns = hc->cs.host, *parent = strchr(ns, '.');
+    size_t hlen = strlen(u->host), plen;
+
+    if (strcmp(u->scheme, "wss") != 0)
+        return 0;
+    if (strcasecmp(u->host, ns) == 0)
+        return 1;
+    /* A sibling: one more label in a parent of two labels or more. */
+    if (is_ip_literal(ns) || parent == NULL || strchr(parent + 1, '.') == NULL)
+        return 0;
+    plen = strlen(parent);
+    return hlen > plen && strcasecmp(u->host + hlen - plen, parent) == 0 &&
+           memchr(u->host, '.', hlen - plen) == NULL;
+}
 
 static void on_accept(struct listener *l, const struct hc_ctl_msg *m)
 {
@@ -526,7 +570,8 @@ static void on_accept(struct listener *l, const struct hc_ctl_msg *m)
     }
     proto = hc_ctl_header(m, "Sec-WebSocket-Protocol");
     if (proto != NULL) {
-        size_t n = strcspn(proto, ", \t");
+        /* The first name; a line break ends it too (it goes into a head). */
+        size_t n = strcspn(proto, ", \t\r\n");
         if (n > 0 && n < 200)
             t->protocol = hc_strndup(proto, n);
     }
@@ -540,6 +585,15 @@ static void on_accept(struct listener *l, const struct hc_ctl_msg *m)
         (strcmp(t->url.scheme, "wss") != 0 &&
          strcmp(t->url.scheme, "ws") != 0)) {
         hc_log_warn("%s: accept with a bad address ignored", l->hc->name);
+        tunnel_free(t);
+        return;
+    }
+    if (!rendezvous_allowed(l->hc, &t->url)) {
+        int v6 = strchr(t->url.host, ':') != NULL;
+        hc_log_warn("%s: accept ignored: its rendezvous %s://%s%s%s:%d is not "
+                    "wss at the relay's host %s",
+                    l->hc->name, t->url.scheme, v6 ? "[" : "", t->url.host,
+                    v6 ? "]" : "", t->url.port, l->hc->cs.host);
         tunnel_free(t);
         return;
     }
@@ -566,9 +620,10 @@ static void on_accept(struct listener *l, const struct hc_ctl_msg *m)
         a->io, t->url.host, t->url.port, tls ? a->tls : NULL, t->url.host,
         hc__agent_proxy_for(a, t->url.host), &rv_cbs, t);
     if (t->rv == NULL) {
+        /* The endpoint's on_close frees t along with its last connection. */
         if (t->ep != NULL)
             hc_conn_abort(t->ep, UV_ENOMEM, "cannot dial rendezvous");
-        if (t->nconns == 0)
+        else
             tunnel_free(t);
         return;
     }
@@ -732,6 +787,7 @@ static void ctl_head(struct hc_conn *c, const struct hc_http_head *h)
         l->connected_ms = uv_now(l->a->loop);
         l->pings_out = 0;
         l->slow_retry = 0;
+        l->attempt = 0; /* online: the backoff starts afresh */
         hc_log_info("%s: connected to %s:%d as listener %s (endpoint %s:%d)",
                     l->hc->name, l->hc->cs.host, l->hc->cs.port, l->lid,
                     l->ep_host, l->ep_port);
@@ -777,9 +833,9 @@ static void ctl_close(struct hc_conn *c, int err, const char *reason)
         set_status(l, ST_DISCONNECTED, reason);
         l->slow_retry = 0;
     }
-    if (l->connected_ms != 0 &&
-        uv_now(l->a->loop) - l->connected_ms >= HEALTHY_MS)
-        l->attempt = 0;
+    l->refused = err == UV_ECONNREFUSED;
+    if (l->connected_ms != 0)
+        l->lost_ms = uv_now(l->a->loop);
     l->connected_ms = 0;
     hc_log_warn("%s: control channel down: %s", l->hc->name, l->last_error);
     schedule_retry(l);
@@ -851,6 +907,7 @@ static void meta_close(struct hc_conn *c, int err, const char *reason)
     l->meta = NULL;
     if (l->closing)
         goto out;
+    l->refused = status == 0 && err == UV_ECONNREFUSED;
     if (status == 0) {
         snprintf(why, sizeof(why), "reading the endpoint from the relay: %s",
                  reason);
@@ -967,6 +1024,9 @@ static void schedule_retry(struct listener *l)
         ceiling = RETRY_FIRST_MS << (l->attempt < 20 ? l->attempt : 20);
         if (ceiling > cap)
             ceiling = cap;
+        if (l->refused && ceiling > REFUSED_MAX_MS &&
+            uv_now(l->a->loop) - l->lost_ms < RESTART_MS)
+            ceiling = REFUSED_MAX_MS;
         delay = rnd() % (ceiling + 1);
         l->attempt++;
     }
@@ -991,6 +1051,7 @@ static struct listener *listener_new(struct hc_agent *a, struct hc_agent_hc *hc)
     l->a = a;
     l->hc = hc;
     l->status = ST_CONNECTING;
+    l->lost_ms = uv_now(a->loop);
     if (hc->has_endpoint) {
         snprintf(l->ep_host, sizeof(l->ep_host), "%s", hc->endpoint_host);
         l->ep_port = hc->endpoint_port;
@@ -1078,9 +1139,14 @@ static int set_proxy(struct hc_agent *a, const struct hc_agent_conf *conf,
 int hc_agent_new(struct hc_agent **out, uv_loop_t *loop,
                  struct hc_agent_conf *conf, char *err, size_t errlen)
 {
-    struct hc_agent *a = hc_xcalloc(1, sizeof(*a));
+    struct hc_agent *a = hc_calloc(1, sizeof(*a));
     int rc;
 
+    if (a == NULL) {
+        snprintf(err, errlen, "out of memory");
+        hc_agent_conf_free(conf);
+        return UV_ENOMEM;
+    }
     a->loop = loop;
     a->conf = conf;
     rc = hc_tls_conf_client(&a->tls, conf->ca_file, conf->tls_verify, err,
@@ -1101,6 +1167,14 @@ int hc_agent_new(struct hc_agent **out, uv_loop_t *loop,
         return UV_EINVAL;
     }
     a->io = hc_io_new(loop);
+    if (a->io == NULL) {
+        snprintf(err, errlen, "out of memory");
+        hc_free(a->no_proxy);
+        hc_tls_conf_free(a->tls);
+        hc_agent_conf_free(conf);
+        hc_free(a);
+        return UV_ENOMEM;
+    }
     uv_timer_init(loop, &a->drain);
     a->drain.data = a;
     for (struct hc_agent_hc *hc = conf->hcs; hc != NULL; hc = hc->next)

@@ -1,6 +1,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include <mbedtls/ctr_drbg.h>
 #include <mbedtls/entropy.h>
@@ -40,6 +41,7 @@ static void after_connect(struct hc_conn *c);
 static void tls_input(struct hc_conn *c, const uint8_t *data, size_t len);
 static void process_held(struct hc_conn *c);
 static void conn_fail(struct hc_conn *c, int err, const char *reason);
+static int send_pending_control(struct hc_conn *c);
 
 /* ---- the per-loop part ---- */
 
@@ -83,7 +85,10 @@ static void on_check(uv_check_t *h)
 struct hc_io *hc_io_new(uv_loop_t *loop)
 {
     static const char pers[] = "hcmd-ws-mask";
-    struct hc_io *io = hc_xcalloc(1, sizeof(*io));
+    struct hc_io *io = hc_calloc(1, sizeof(*io));
+
+    if (io == NULL)
+        return NULL;
     io->loop = loop;
     uv_check_init(loop, &io->check);
     io->check.data = io;
@@ -276,13 +281,18 @@ static void on_write(uv_write_t *req, int status)
     c->queued -= w->len;
     hc_free(w->buf);
     hc_free(w);
-    if (status < 0 && !c->closing)
+    if (status < 0 && !c->closing) {
         conn_fail(c, status, "write failed");
-    else if (c->want_drain && !c->closing &&
-             hc_conn_queued(c) <= c->low_water) {
-        c->want_drain = 0;
-        if (c->cbs->on_drain != NULL)
-            c->cbs->on_drain(c);
+    } else if (!c->closing && hc_conn_queued(c) <= c->low_water) {
+        /* A pong held back while the output was backed up (handle_control). */
+        if (c->pending_pong_len >= 0 && !c->in_tx_frame &&
+            send_pending_control(c) != 0)
+            conn_fail(c, UV_ENOMEM, "out of memory");
+        if (c->want_drain && !c->closing) {
+            c->want_drain = 0;
+            if (c->cbs->on_drain != NULL)
+                c->cbs->on_drain(c);
+        }
     }
     release(c);
 }
@@ -454,8 +464,6 @@ static int ws_genmask_cb(uint8_t *buf, size_t len, void *user)
     return mbedtls_ctr_drbg_random(&c->io->drbg, buf, len) == 0 ? 0 : -1;
 }
 
-static int send_pending_control(struct hc_conn *c);
-
 int hc_conn_send_start(struct hc_conn *c, int opcode, int fin, uint64_t len)
 {
     ssize_t r;
@@ -617,9 +625,15 @@ static void handle_control(struct hc_conn *c)
 
     if (op == WSLAY_PING) {
         if (!c->close_sent) {
+            /*
+             * Only the latest ping needs its pong (RFC 6455 5.5.3). While
+             * the output is backed up the pong waits (on_write sends it),
+             * so that a peer that pings without reading cannot make us
+             * queue pongs without end.
+             */
             memcpy(c->pending_pong, c->ctl, c->ctl_len);
             c->pending_pong_len = (int)c->ctl_len;
-            if (!c->in_tx_frame)
+            if (!c->in_tx_frame && hc_conn_queued(c) <= c->high_water)
                 send_pending_control(c);
         }
     } else if (op == WSLAY_CONNECTION_CLOSE) {
@@ -1066,6 +1080,22 @@ static void tune_socket(struct hc_conn *c)
     uv_tcp_keepalive(&c->tcp, 1, 60);
 }
 
+/*
+ * Out of memory for a connection that libuv has already accepted: close it.
+ * A connection callback that leaves server->accepted_fd set makes libuv stop
+ * watching the listening socket until the next uv_accept, which would never
+ * come; with the fd closed and reset here, libuv goes on accepting (unix
+ * stream.c, uv__server_io). No memory is needed for this.
+ */
+static void refuse_pending(uv_stream_t *server)
+{
+    if (server->accepted_fd >= 0) {
+        close(server->accepted_fd);
+        server->accepted_fd = -1;
+    }
+    hc_log_err("out of memory: incoming connection closed");
+}
+
 struct hc_conn *hc_conn_accept(struct hc_io *io, uv_stream_t *server,
                                struct hc_tls_conf *tls,
                                const struct hc_conn_cbs *cbs, void *data)
@@ -1075,8 +1105,10 @@ struct hc_conn *hc_conn_accept(struct hc_io *io, uv_stream_t *server,
     int len = sizeof(ss);
     int rc;
 
-    if (c == NULL)
+    if (c == NULL) {
+        refuse_pending(server);
         return NULL;
+    }
     uv_tcp_init(io->loop, &c->tcp);
     c->tcp.data = c;
     c->tcp_open = 1;

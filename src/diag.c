@@ -356,6 +356,10 @@ int hc_diag_main(int argc, char **argv)
     memset(&p, 0, sizeof(p));
     p.loop = &loop;
     p.io = hc_io_new(&loop);
+    if (p.io == NULL) {
+        fprintf(stderr, "hcmd: test: out of memory\n");
+        return 1;
+    }
 
     if (hc_conf_hostport(target, host, sizeof(host), &port) == 0) {
         printf("hcmd test %s\n", target);

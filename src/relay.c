@@ -1026,9 +1026,14 @@ static void on_tick(uv_timer_t *t)
 int hc_relay_new(struct hc_relay **out, uv_loop_t *loop,
                  struct hc_relay_conf *conf, char *err, size_t errlen)
 {
-    struct hc_relay *r = hc_xcalloc(1, sizeof(*r));
+    struct hc_relay *r = hc_calloc(1, sizeof(*r));
     int rc;
 
+    if (r == NULL) {
+        snprintf(err, errlen, "out of memory");
+        hc_relay_conf_free(conf);
+        return UV_ENOMEM;
+    }
     r->loop = loop;
     r->conf = conf;
     rc = hc_tls_conf_server(&r->tls, conf->cert_file, conf->key_file, err,
@@ -1039,6 +1044,13 @@ int hc_relay_new(struct hc_relay **out, uv_loop_t *loop,
         return rc;
     }
     r->io = hc_io_new(loop);
+    if (r->io == NULL) {
+        snprintf(err, errlen, "out of memory");
+        hc_tls_conf_free(r->tls);
+        hc_relay_conf_free(conf);
+        hc_free(r);
+        return UV_ENOMEM;
+    }
     iso_time(time(NULL), r->created, sizeof(r->created));
     *out = r;
     return 0;

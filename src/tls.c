@@ -70,9 +70,13 @@ static void tls_err(char *err, size_t errlen, const char *what, int rc)
 static struct hc_tls_conf *conf_new(int endpoint, char *err, size_t errlen)
 {
     static const char pers[] = "hcmd";
-    struct hc_tls_conf *c = hc_xcalloc(1, sizeof(*c));
+    struct hc_tls_conf *c = hc_calloc(1, sizeof(*c));
     int rc;
 
+    if (c == NULL) {
+        snprintf(err, errlen, "out of memory");
+        return NULL;
+    }
     mbedtls_ssl_config_init(&c->conf);
     mbedtls_entropy_init(&c->entropy);
     mbedtls_ctr_drbg_init(&c->drbg);
@@ -320,6 +324,96 @@ static void keep_session(struct hc_tls *t)
     snprintf(s->host, sizeof(s->host), "%s", t->host);
 }
 
+/* Append text to the NUL-terminated buf, after "; " unless it is empty. */
+static void add_reason(char *buf, size_t len, const char *text)
+{
+    size_t o = strlen(buf);
+    snprintf(buf + o, len - o, "%s%s", o ? "; " : "", text);
+}
+
+/*
+ * Why the peer's certificate was refused, on one line: the usual causes
+ * in words (with the host name checked), anything else as mbedTLS says it.
+ */
+static void verify_err(struct hc_tls *t, char *err, size_t errlen)
+{
+    const uint32_t known =
+        MBEDTLS_X509_BADCERT_EXPIRED | MBEDTLS_X509_BADCERT_FUTURE |
+        MBEDTLS_X509_BADCERT_CN_MISMATCH | MBEDTLS_X509_BADCERT_NOT_TRUSTED;
+    uint32_t flags = mbedtls_ssl_get_verify_result(&t->ssl);
+    char why[512] = "", text[300];
+
+    if (flags & MBEDTLS_X509_BADCERT_EXPIRED)
+        add_reason(why, sizeof(why), "the certificate has expired");
+    if (flags & MBEDTLS_X509_BADCERT_FUTURE)
+        add_reason(why, sizeof(why), "the certificate is not valid yet");
+    if (flags & MBEDTLS_X509_BADCERT_CN_MISMATCH) {
+        snprintf(text, sizeof(text), "the certificate is not for host %s",
+                 t->host[0] ? t->host : "(none given)");
+        add_reason(why, sizeof(why), text);
+    }
+    if (flags & MBEDTLS_X509_BADCERT_NOT_TRUSTED)
+        add_reason(why, sizeof(why),
+                   "the certificate is not signed by a trusted CA "
+                   "(ca_file or the system store)");
+    flags &= ~known;
+    if (flags != 0 &&
+        mbedtls_x509_crt_verify_info(text, sizeof(text), "", flags) > 0) {
+        /* One line per reason. */
+        for (char *line = text, *nl; *line != '\0'; line = nl + 1) {
+            nl = strchr(line, '\n');
+            if (nl == NULL)
+                nl = line + strlen(line) - 1;
+            else
+                *nl = '\0';
+            add_reason(why, sizeof(why), line);
+        }
+    }
+    snprintf(err, errlen, "certificate verification failed: %s",
+             why[0] ? why : "unknown reason");
+}
+
+/*
+ * The fatal alert the peer ended the handshake with, named, with the
+ * likely cause. Returns 0 when the last record read was not an alert.
+ */
+static int alert_err(struct hc_tls *t, char *err, size_t errlen)
+{
+    static const char no_common[] =
+        ": no TLS version or cipher suite in common (TLS 1.2 with ECDHE "
+        "and AES-GCM or ChaCha20-Poly1305 is required)";
+    const mbedtls_ssl_context *s = &t->ssl;
+    const char *peer =
+        s->conf->endpoint == MBEDTLS_SSL_IS_CLIENT ? "server" : "client";
+    const char *name = NULL, *hint = "";
+
+    if (s->in_msgtype != MBEDTLS_SSL_MSG_ALERT || s->in_msg == NULL ||
+        s->in_msglen < 2)
+        return 0;
+    switch (s->in_msg[1]) {
+    case MBEDTLS_SSL_ALERT_MSG_HANDSHAKE_FAILURE:
+        name = "handshake failure";
+        hint = no_common;
+        break;
+    case MBEDTLS_SSL_ALERT_MSG_PROTOCOL_VERSION:
+        name = "protocol version";
+        hint = no_common;
+        break;
+    case MBEDTLS_SSL_ALERT_MSG_INSUFFICIENT_SECURITY:
+        name = "insufficient security";
+        hint = no_common;
+        break;
+    case MBEDTLS_SSL_ALERT_MSG_UNRECOGNIZED_NAME:
+        name = "unrecognized name";
+        hint = ": it does not serve this host name";
+        break;
+    }
+    snprintf(err, errlen, "TLS handshake: the %s sent fatal alert %d%s%s%s%s",
+             peer, s->in_msg[1], name ? " (" : "", name ? name : "",
+             name ? ")" : "", hint);
+    return 1;
+}
+
 int hc_tls_handshake(struct hc_tls *t, char *err, size_t errlen)
 {
     int rc;
@@ -336,15 +430,13 @@ int hc_tls_handshake(struct hc_tls *t, char *err, size_t errlen)
     if (rc == MBEDTLS_ERR_SSL_WANT_READ || rc == MBEDTLS_ERR_SSL_WANT_WRITE)
         return HC_EAGAIN;
     if (rc == MBEDTLS_ERR_X509_CERT_VERIFY_FAILED) {
-        char why[256];
-        uint32_t flags = mbedtls_ssl_get_verify_result(&t->ssl);
-        int n = mbedtls_x509_crt_verify_info(why, sizeof(why), "", flags);
-        if (n > 0 && why[n - 1] == '\n')
-            why[n - 1] = '\0';
         if (err != NULL)
-            snprintf(err, errlen, "certificate verification failed: %s", why);
+            verify_err(t, err, errlen);
         return HC_ETLS;
     }
+    if (rc == MBEDTLS_ERR_SSL_FATAL_ALERT_MESSAGE && err != NULL &&
+        alert_err(t, err, errlen))
+        return HC_ETLS;
     tls_err(err, errlen, "TLS handshake", rc);
     return HC_ETLS;
 }
