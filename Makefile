@@ -8,6 +8,7 @@
 #   make unit            cmocka unit tests only
 #   make demo            the whole chain on localhost, redis-cli by name
 #   make bench           the benchmark table (BENCH_ARGS=--quick: < 2 min)
+#   make soak            30 minutes of mixed load (SOAK_SECONDS=1800)
 #   make fuzz            libFuzzer on every parser (FUZZ_SECONDS each)
 #   make lint            clang-format --dry-run over our C files
 #   make clean
@@ -33,7 +34,7 @@ UNIT_SRC := $(wildcard test/unit/test_*.c)
 UNIT_BIN := $(patsubst test/unit/%.c,$(BUILD)/test/%,$(UNIT_SRC))
 HEADERS  := $(wildcard include/*.h src/*.h)
 
-.PHONY: all asan test unit demo lint clean install deps bench fuzz fuzz-bin
+.PHONY: all asan test unit demo lint clean install deps bench fuzz fuzz-bin soak
 all: $(BUILD)/hcmd $(BUILD)/hcrelay
 
 $(BUILD)/obj/%.o: src/%.c $(HEADERS) | $(BUILD)/obj
@@ -54,7 +55,11 @@ $(BUILD)/test/%: test/unit/%.c $(BUILD)/libhc.a $(HEADERS) | $(BUILD)/test
 $(BUILD)/obj $(BUILD)/test:
 	mkdir -p $@
 
-unit-bin: $(UNIT_BIN)
+# The test network emulator (two TUN devices, delay and loss in between).
+$(BUILD)/test/tunem: test/netem/tunem.c | $(BUILD)/test
+	$(CC) $(CFLAGS) -o $@ $< $(LDFLAGS)
+
+unit-bin: $(UNIT_BIN) $(BUILD)/test/tunem
 
 # The sanitizer build lives in its own tree so both can coexist.
 asan:
@@ -74,13 +79,20 @@ test:
 demo: all
 	scripts/demo.sh $(BUILD)
 
+# The long soak: SOAK_SECONDS of mixed load through the whole chain
+# (make test runs a 5-minute one under ASan).
+SOAK_SECONDS ?= 1800
+soak: all
+	cd test/interop && HCRELAY=$(CURDIR)/$(BUILD)/hcrelay HCMD=$(CURDIR)/$(BUILD)/hcmd \
+	    SOAK_SECONDS=$(SOAK_SECONDS) node --test --test-reporter=tap ../soak/soak.test.js
+
 # The benchmark table (test/bench/README-bench.md); --quick: under 2 min.
 bench: all
 	test/bench/run.sh --build $(BUILD) $(BENCH_ARGS)
 
 lint:
 	clang-format --dry-run --Werror src/*.c src/*.h include/*.h test/unit/*.c \
-	    test/fuzz/*.c test/fuzz/*.h
+	    test/fuzz/*.c test/fuzz/*.h test/netem/*.c
 	mandoc -Tlint -Wwarning man/*.5 man/*.8
 
 install: all

@@ -11,6 +11,7 @@ const fs = require('node:fs');
 const net = require('node:net');
 const os = require('node:os');
 const path = require('node:path');
+const { recordKey, saveOutput } = require('./suitelog');
 
 dns.setDefaultResultOrder('ipv4first');
 
@@ -49,15 +50,24 @@ function rmTempDir(dir) {
 
 // A free TCP port on 127.0.0.1 (the relay itself is normally started with
 // port 0; this is for tests that need a port nobody listens on).
-function freePort() {
-  return new Promise((resolve, reject) => {
-    const s = net.createServer();
-    s.on('error', reject);
-    s.listen(0, '127.0.0.1', () => {
-      const { port } = s.address();
-      s.close(() => resolve(port));
+// A port is never handed out twice by one test process (the kernel may
+// offer a just-closed port again at once).
+const givenPorts = new Set();
+async function freePort() {
+  for (let i = 0; ; i++) {
+    const port = await new Promise((resolve, reject) => {
+      const s = net.createServer();
+      s.on('error', reject);
+      s.listen(0, '127.0.0.1', () => {
+        const { port: p } = s.address();
+        s.close(() => resolve(p));
+      });
     });
-  });
+    if (!givenPorts.has(port) || i >= 50) {
+      givenPorts.add(port);
+      return port;
+    }
+  }
 }
 
 // ---------------------------------------------------------------- PKI ------
@@ -98,7 +108,9 @@ function makeCerts(dir) {
 // -------------------------------------------------------------- config -----
 
 function newKey() {
-  return crypto.randomBytes(32).toString('base64');
+  const k = crypto.randomBytes(32).toString('base64');
+  recordKey(k);
+  return k;
 }
 
 // The standard fixture used by most test files.
@@ -151,6 +163,8 @@ function writeConfig(dir, certs, { relay = {}, rules = [], hcs = [] } = {}) {
     const primary = rule.primary || newKey();
     const secondary = rule.secondary === true ? newKey() : rule.secondary || null;
     keys[fullName] = { primary, secondary };
+    recordKey(primary);
+    recordKey(secondary);
     lines.push('', `[rule ${fullName}]`, `rights = ${rule.rights}`, `primary_key = ${primary}`);
     if (secondary) lines.push(`secondary_key = ${secondary}`);
   };
@@ -279,6 +293,7 @@ class Relay {
     this._exited = new Promise((resolve) => {
       this.proc.on('exit', (code, signal) => {
         this.exit = { code, signal };
+        saveOutput('hcrelay', this.stderr());
         for (const w of this._logWaiters) w.reject(new Error(`relay exited (${code}/${signal}) while waiting for ${w.re}\n${this.tail()}`));
         this._logWaiters = [];
         resolve(this.exit);
