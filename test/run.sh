@@ -12,6 +12,9 @@ if [ "${1:-}" = --unit-only ]; then unit_only=1; shift; fi
 passed=0 failed=0 skipped=0 broken=()
 log=$(mktemp -d /tmp/hcmd-test.XXXXXX)
 trap 'rm -rf "$log"' EXIT
+# Every daemon's output and every test key end up here (test/interop/lib/
+# suitelog.js), for the secrets scan at the end.
+export HC_SUITE_LOGDIR="$log/suite"
 
 # Count TAP test points of one suite's output; a suite that exits non-zero
 # with no failing test point still counts as one failure.
@@ -26,6 +29,19 @@ count() { # name file rc
   printf '%-40s %4d passed %3d failed%s\n' "$1" "$((p - s))" "$f" \
     "$([ "$3" != 0 ] && echo " (exit $3)")"
 }
+
+# The 5-minute soak (test/soak) runs under ASan+UBSan with LeakSanitizer,
+# in the background beside everything else, at a light load.
+soak_pid=
+for b in "$@"; do
+  if [ $unit_only = 0 ] && [[ "$b" == *asan* ]] && [ -z "$soak_pid" ]; then
+    (cd test/interop && HCRELAY="$PWD/../../$b/hcrelay" HCMD="$PWD/../../$b/hcmd" \
+       SOAK_SECONDS="${SOAK_SECONDS:-300}" SOAK_PACE_MS=400 SOAK_STREAM_KIB=256 \
+       timeout 900 node --test --test-reporter=tap ../soak/soak.test.js) >"$log/soak" 2>&1 &
+    soak_pid=$!
+    soak_build=$b
+  fi
+done
 
 for b in "$@"; do
   for t in "$b"/test/test_*; do
@@ -69,6 +85,21 @@ for b in "$@"; do
     count "$name" "$log/out" "$rc"
   done
 done
+
+if [ -n "$soak_pid" ]; then
+  wait "$soak_pid"
+  rc=$?
+  cat "$log/soak"
+  count "$soak_build:test/soak" "$log/soak" "$rc"
+fi
+
+# No key or SAS signature in anything hcmd or hcrelay printed, suite-wide.
+if [ $unit_only = 0 ]; then
+  node test/secrets-scan.js "$HC_SUITE_LOGDIR" >"$log/out" 2>&1
+  rc=$?
+  cat "$log/out"
+  count "secrets scan" "$log/out" "$rc"
+fi
 
 echo
 if [ ${#broken[@]} -gt 0 ]; then echo "failing suites: ${broken[*]}"; fi

@@ -18,6 +18,7 @@ const { startRelay, T, sleep, mkTempDir, rmTempDir, freePort, withTimeout, SANIT
 const { HCMD, connectionString, cleanupAll } = require('./lib/agent');
 const { FwdAgent } = require('./lib/forward');
 const { logCtx, relayEpilogue } = require('./lib/suite');
+const { saveOutput } = require('./lib/suitelog');
 
 let relay;
 const dirs = [];
@@ -62,6 +63,7 @@ function hcmd(args, { input = null, ms = T(20000) } = {}) {
     p.on('close', (code, signal) => {
       clearTimeout(timer);
       printed.push(stdout, stderr);
+      saveOutput(`hcmd-${args[0] || ''}`, stdout + stderr);
       const r = { code, signal, stdout, stderr, args };
       if (SANITIZER_RE.test(stderr)) reject(new Error(`sanitizer report from hcmd ${args.join(' ')}:\n${stderr}`));
       else resolve(r);

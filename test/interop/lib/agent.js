@@ -9,6 +9,7 @@ const { spawn } = require('node:child_process');
 const crypto = require('node:crypto');
 const fs = require('node:fs');
 const path = require('node:path');
+const { saveOutput } = require('./suitelog');
 const WebSocket = require('ws');
 const relayLib = require('./relay');
 const { INTEROP_DIR, SANITIZER_RE, withTimeout, mkTempDir, rmTempDir, sleep } = relayLib;
@@ -171,6 +172,7 @@ class Agent {
     this._exited = new Promise((resolve) => {
       this.proc.on('exit', (code, signal) => {
         this.exit = { code, signal };
+        saveOutput(this.name, this._text);
         for (const w of this._waiters)
           w.reject(new Error(`${this.name} exited (${code}/${signal}) while waiting for ${w.re}\n${this.tail()}`));
         this._waiters = [];

@@ -10,6 +10,7 @@ const { spawn } = require('node:child_process');
 const fs = require('node:fs');
 const net = require('node:net');
 const path = require('node:path');
+const { saveOutput } = require('./suitelog');
 const agentLib = require('./agent');
 const { withTimeout, rmTempDir } = require('./relay');
 
@@ -275,6 +276,7 @@ function run(cmd, args, { input = null, ms = T(30000), env, cwd } = {}) {
     else p.stdin.end();
     p.on('close', (code, signal) => {
       clearTimeout(timer);
+      saveOutput(path.basename(cmd), Buffer.concat(out).toString('latin1') + err);
       resolve({ code, signal, stdout: Buffer.concat(out), stderr: err, ms: Date.now() - t0, timedOut });
     });
   });

@@ -13,6 +13,7 @@ const crypto = require('node:crypto');
 const fs = require('node:fs');
 const net = require('node:net');
 const path = require('node:path');
+const { saveOutput } = require('./suitelog');
 const assert = require('node:assert/strict');
 const relayLib = require('./relay');
 const { Relay, makeCerts, writeConfig, freePort, mkTempDir, rmTempDir, withTimeout, sleep, HCRELAY } = relayLib;
@@ -186,6 +187,7 @@ class Proc {
     this.exited = new Promise((resolve) => {
       this.proc.on('exit', (code, signal) => {
         this.exit = { code, signal, at: Date.now() };
+        saveOutput(this.name, this.text + this.stdout);
         liveProcs.delete(this);
         for (const w of this._waiters) w.reject(new Error(`${this.name} exited (${code}/${signal}) while waiting for ${w.re}\n${this.tail()}`));
         this._waiters = [];
