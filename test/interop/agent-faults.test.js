@@ -9,108 +9,17 @@
 const { test, after } = require('node:test');
 const assert = require('node:assert/strict');
 const net = require('node:net');
-const { Relay, makeCerts, writeConfig, newKey, freePort, mkTempDir, rmTempDir, withTimeout } = require('./lib/relay');
+const { newKey, freePort, withTimeout } = require('./lib/relay');
 const { tryWs, describe } = require('./lib/wsclient');
 const { cleanupAll, T, ASAN, withAgent, openSender, senderToken, sleep } = require('./lib/agent');
 const { closeAll, echoServer } = require('./lib/endpoints');
-
-// Relay hosts not yet stopped (a timed-out test leaves them behind).
-const liveHosts = new Set();
+const { withRelayHost, stopLiveHosts, lineTime, relayListeningAt } = require('./lib/relayhost');
 
 after(async () => {
   await cleanupAll();
   await closeAll();
-  for (const h of [...liveHosts]) await h.stopAll();
+  await stopLiveHosts();
 });
-
-// A relay whose config can be rewritten and restarted on the same port:
-// fixed keys, fixed port, one directory for every incarnation.
-class RelayHost {
-  constructor({ relay = {}, hcs = ['hc'] } = {}) {
-    this.dir = mkTempDir('hcmd-faults-');
-    this.certs = makeCerts(this.dir);
-    this.relayOpts = { log_level: 'debug', ...relay };
-    this.rootKey = newKey();
-    this.listenKey = newKey();
-    this.hcs = hcs;
-    this.current = null;
-    this.all = [];
-    liveHosts.add(this);
-  }
-  entities() {
-    return {
-      rules: [{ name: 'RootManageSharedAccessKey', rights: 'Manage Listen Send', primary: this.rootKey }],
-      hcs: this.hcs.map((name) => ({
-        name,
-        rules: [
-          { name: 'listen', rights: 'Listen', primary: this.listenKey },
-          { name: 'send', rights: 'Send' },
-        ],
-      })),
-    };
-  }
-  async start() {
-    if (!this.port) this.port = await freePort();
-    const entities = this.entities();
-    const { iniFile, keys } = writeConfig(this.dir, this.certs, {
-      relay: { ...this.relayOpts, listen: `127.0.0.1:${this.port}` },
-      ...entities,
-    });
-    const r = new Relay(this.dir, this.certs, iniFile, keys, entities);
-    r.ownDir = false;
-    this.all.push(r);
-    await r.start();
-    this.current = r;
-    return r;
-  }
-  // Problems seen in any incarnation: sanitizer output, unclean exit
-  // (SIGKILLed ones excepted).
-  async stopAll() {
-    liveHosts.delete(this);
-    const problems = [];
-    for (const r of this.all) {
-      const killed = r.exit && r.exit.signal === 'SIGKILL';
-      const e = await r.stop();
-      if (!killed && e && (e.code !== 0 || e.forced)) problems.push(`hcrelay exit ${JSON.stringify(e)}`);
-      const rep = r.sanitizerReport();
-      if (rep) problems.push(`sanitizer output in hcrelay stderr:\n${rep}`);
-    }
-    rmTempDir(this.dir);
-    return problems;
-  }
-  tail(n = 30) {
-    return this.current ? this.current.tail(n) : '';
-  }
-}
-
-// Runs body(host) and always stops every relay; relay problems fail the
-// test when the body passed.
-async function withRelayHost(opts, body) {
-  const host = new RelayHost(opts);
-  let err = null;
-  try {
-    await body(host);
-  } catch (e) {
-    err = e;
-  }
-  const problems = await host.stopAll();
-  if (err) {
-    err.message += problems.length ? `\n[relay teardown] ${problems.join('\n')}` : '';
-    throw err;
-  }
-  assert.deepEqual(problems, [], 'hcrelay teardown');
-}
-
-// Timestamp (ms) of a log line `YYYY-MM-DDTHH:MM:SS.mmmZ prog level: ...`.
-function lineTime(line) {
-  const m = line.match(/^(\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z)/);
-  return m ? Date.parse(m[1]) : NaN;
-}
-
-function relayListeningAt(relay) {
-  const line = relay.stderr().split('\n').find((l) => /listening on /.test(l));
-  return lineTime(line || '');
-}
 
 async function roundTrip(relay, hc, text) {
   const s = await openSender(relay, hc, { rule: 'RootManageSharedAccessKey' });

@@ -18,8 +18,9 @@ const crypto = require('node:crypto');
 const fs = require('node:fs');
 const net = require('node:net');
 const tls = require('node:tls');
-const { Relay, makeCerts, writeConfig, newKey, freePort, mkTempDir, rmTempDir, withTimeout } = require('./lib/relay');
+const { newKey, freePort, withTimeout } = require('./lib/relay');
 const { relayEpilogue } = require('./lib/suite');
+const { RelayHost, withRelayHost, stopLiveHosts, allHosts, lineTime, relayListeningAt } = require('./lib/relayhost');
 const { cleanupAll, T, ASAN, withAgent, openSender, streamFromSender, sleep } = require('./lib/agent');
 const { closeAll, echoServer, tcpServer, Prng } = require('./lib/endpoints');
 const { withFwdAgents, tcpEcho, tcpWatchClose, reEsc } = require('./lib/forward');
@@ -28,8 +29,6 @@ const MiB = 1 << 20;
 
 // Every relay host, agent and fake server of this file, for the after()
 // hook and the closing checks.
-const liveHosts = new Set();
-const allHosts = [];
 const allAgents = [];
 const fakes = new Set();
 
@@ -46,103 +45,11 @@ after(async () => {
   await cleanupAll();
   for (const f of [...fakes]) await f.close().catch(() => {});
   await closeAll();
-  for (const h of [...liveHosts]) await h.stopAll();
+  await stopLiveHosts();
 });
 
 // ---------------------------------------------------------------- relay ----
 
-// A relay that can be killed and started again on the same port with the
-// same keys: one directory, one port, every incarnation kept.
-class RelayHost {
-  constructor({ relay = {}, hcs = ['hc'] } = {}) {
-    this.dir = mkTempDir('hcmd-hard-');
-    this.certs = makeCerts(this.dir);
-    this.relayOpts = { log_level: 'debug', ...relay };
-    this.rootKey = newKey();
-    this.listenKey = newKey();
-    this.sendKey = newKey();
-    this.hcs = hcs;
-    this.current = null;
-    this.all = [];
-    liveHosts.add(this);
-    allHosts.push(this);
-  }
-  entities() {
-    return {
-      rules: [{ name: 'RootManageSharedAccessKey', rights: 'Manage Listen Send', primary: this.rootKey }],
-      hcs: this.hcs.map((name) => ({
-        name,
-        rules: [
-          { name: 'listen', rights: 'Listen', primary: this.listenKey },
-          { name: 'send', rights: 'Send', primary: this.sendKey },
-        ],
-      })),
-    };
-  }
-  async start() {
-    if (!this.port) this.port = await freePort();
-    const entities = this.entities();
-    const { iniFile, keys } = writeConfig(this.dir, this.certs, {
-      relay: { ...this.relayOpts, listen: `127.0.0.1:${this.port}` },
-      ...entities,
-    });
-    const r = new Relay(this.dir, this.certs, iniFile, keys, entities);
-    r.ownDir = false;
-    this.all.push(r);
-    await r.start();
-    this.current = r;
-    return r;
-  }
-  // Problems of any incarnation: sanitizer output, an unclean exit (the
-  // SIGKILLed ones excepted).
-  problems() {
-    const out = [];
-    for (const r of this.all) {
-      const rep = r.sanitizerReport();
-      if (rep) out.push(`sanitizer output in hcrelay stderr:\n${rep}`);
-      const e = r.exit;
-      if (e && e.signal !== 'SIGKILL' && (e.code !== 0 || e.signal !== null)) out.push(`hcrelay exit ${JSON.stringify(e)}`);
-    }
-    return out;
-  }
-  async stopAll() {
-    liveHosts.delete(this);
-    for (const r of this.all) {
-      const killed = r.exit && r.exit.signal === 'SIGKILL';
-      const e = await r.stop();
-      if (!killed && e && e.forced) r.exit = { ...e };
-    }
-    rmTempDir(this.dir);
-    return this.problems();
-  }
-}
-
-async function withRelayHost(opts, body) {
-  const host = new RelayHost(opts);
-  let err = null;
-  try {
-    await body(host);
-  } catch (e) {
-    err = e;
-  }
-  const problems = await host.stopAll();
-  if (err) {
-    err.message += problems.length ? `\n[relay teardown] ${problems.join('\n')}` : '';
-    throw err;
-  }
-  assert.deepEqual(problems, [], 'hcrelay teardown');
-}
-
-// Timestamp (ms) of a log line `YYYY-MM-DDTHH:MM:SS.mmmZ prog level: ...`.
-function lineTime(line) {
-  const m = String(line).match(/(\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z)/);
-  return m ? Date.parse(m[1]) : NaN;
-}
-
-function relayListeningAt(relay) {
-  const line = relay.stderr().split('\n').find((l) => /listening on /.test(l));
-  return lineTime(line || '');
-}
 
 function connString(host, hc, rule, key, port = host.port) {
   return `Endpoint=sb://localhost:${port}/;SharedAccessKeyName=${rule};SharedAccessKey=${key};EntityPath=${hc}`;
@@ -372,13 +279,13 @@ function muteServer() {
   return listen(self);
 }
 
-// Completes TLS, reads the request head, then writes its answer one byte a
-// second: a WebSocket 101 (with the right Sec-WebSocket-Accept) to an
-// upgrade, a 200 with a JSON body to anything else.
-function slowServer(certs) {
+// A TLS fault server: for each connection that completes TLS, reads the
+// request head and calls onHead(sock, rec, head) once; later bytes from
+// hcmd (pings, a close) are ignored.
+function tlsFaultServer(kind, certs, onHead) {
   const rec = [];
   const server = tls.createServer({ key: fs.readFileSync(certs.keyFile), cert: fs.readFileSync(certs.certFile) });
-  const self = faultServer('byte-a-second relay', rec, server);
+  const self = faultServer(kind, rec, server);
   server.on('tlsClientError', () => {});
   server.on('secureConnection', (sock) => {
     const c = self.recFor(sock);
@@ -386,26 +293,36 @@ function slowServer(certs) {
     sock.on('error', () => {});
     sock.on('close', () => self.sockets.delete(sock));
     let buf = Buffer.alloc(0);
-    let timer = null;
+    let done = false;
     sock.on('data', (d) => {
-      if (timer) return;
+      if (done) return;
       buf = Buffer.concat([buf, d]);
       const i = buf.indexOf('\r\n\r\n');
       if (i < 0) return;
-      const head = buf.subarray(0, i).toString('latin1');
-      c.request = head.split('\r\n')[0].replace(/sb-hc-token=[^& ]*/g, 'sb-hc-token=(not shown)');
-      const km = head.match(/^sec-websocket-key:\s*(\S+)/im);
-      const answer = km
-        ? `HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Accept: ${wsAccept(km[1])}\r\n\r\n`
-        : 'HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: 2\r\n\r\n{}';
-      const bytes = Buffer.from(answer, 'latin1');
-      timer = setInterval(() => {
-        if (c.sent >= bytes.length || sock.destroyed) return clearInterval(timer);
-        sock.write(bytes.subarray(c.sent, c.sent + 1));
-        c.sent++;
-      }, 1000);
-      sock.on('close', () => clearInterval(timer));
+      done = true;
+      onHead(sock, c, buf.subarray(0, i).toString('latin1'));
     });
+  });
+  return self;
+}
+
+// Completes TLS, reads the request head, then writes its answer one byte a
+// second: a WebSocket 101 (with the right Sec-WebSocket-Accept) to an
+// upgrade, a 200 with a JSON body to anything else.
+function slowServer(certs) {
+  const self = tlsFaultServer('byte-a-second relay', certs, (sock, c, head) => {
+    c.request = head.split('\r\n')[0].replace(/sb-hc-token=[^& ]*/g, 'sb-hc-token=(not shown)');
+    const km = head.match(/^sec-websocket-key:\s*(\S+)/im);
+    const answer = km
+      ? `HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Accept: ${wsAccept(km[1])}\r\n\r\n`
+      : 'HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: 2\r\n\r\n{}';
+    const bytes = Buffer.from(answer, 'latin1');
+    const timer = setInterval(() => {
+      if (c.sent >= bytes.length || sock.destroyed) return clearInterval(timer);
+      sock.write(bytes.subarray(c.sent, c.sent + 1));
+      c.sent++;
+    }, 1000);
+    sock.on('close', () => clearInterval(timer));
   });
   return listen(self);
 }
@@ -414,64 +331,32 @@ function slowServer(certs) {
 // one accept per control channel, whose rendezvous address is `rvPort` (a
 // mute server). Nothing else: no pings, no pongs.
 function acceptorServer(certs, rvPort) {
-  const rec = [];
-  const server = tls.createServer({ key: fs.readFileSync(certs.keyFile), cert: fs.readFileSync(certs.certFile) });
-  const self = faultServer('accepting relay', rec, server);
-  self.accepts = [];
-  server.on('tlsClientError', () => {});
-  server.on('secureConnection', (sock) => {
-    const c = self.recFor(sock);
-    self.sockets.add(sock);
-    sock.on('error', () => {});
-    sock.on('close', () => self.sockets.delete(sock));
-    let buf = Buffer.alloc(0);
-    let upgraded = false;
-    sock.on('data', (d) => {
-      if (upgraded) return; // frames from hcmd (pings, a close): ignored
-      buf = Buffer.concat([buf, d]);
-      const i = buf.indexOf('\r\n\r\n');
-      if (i < 0) return;
-      upgraded = true;
-      const head = buf.subarray(0, i).toString('latin1');
-      c.request = head.split('\r\n')[0];
-      const km = head.match(/^sec-websocket-key:\s*(\S+)/im);
-      sock.write(`HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Accept: ${wsAccept(km ? km[1] : '')}\r\n\r\n`);
-      const id = crypto.randomUUID();
-      const accept = {
-        accept: {
-          address: `wss://localhost:${rvPort}/$hc/rv?sb-hc-action=accept&sb-hc-id=${id}`,
-          id,
-          connectHeaders: {},
-          remoteEndpoint: { address: '127.0.0.1', port: 40000 },
-        },
-      };
-      self.accepts.push({ id, at: Date.now() });
-      sock.write(serverFrame(JSON.stringify(accept)));
-    });
+  const self = tlsFaultServer('accepting relay', certs, (sock, c, head) => {
+    c.request = head.split('\r\n')[0];
+    const km = head.match(/^sec-websocket-key:\s*(\S+)/im);
+    sock.write(`HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Accept: ${wsAccept(km ? km[1] : '')}\r\n\r\n`);
+    const id = crypto.randomUUID();
+    const accept = {
+      accept: {
+        address: `wss://localhost:${rvPort}/$hc/rv?sb-hc-action=accept&sb-hc-id=${id}`,
+        id,
+        connectHeaders: {},
+        remoteEndpoint: { address: '127.0.0.1', port: 40000 },
+      },
+    };
+    self.accepts.push({ id, at: Date.now() });
+    sock.write(serverFrame(JSON.stringify(accept)));
   });
+  self.accepts = [];
   return listen(self);
 }
 
 // Completes TLS, reads the request head, then closes cleanly (close_notify
 // and FIN) without an answer: a relay that stops in the middle.
 function closingServer(certs) {
-  const rec = [];
-  const server = tls.createServer({ key: fs.readFileSync(certs.keyFile), cert: fs.readFileSync(certs.certFile) });
-  const self = faultServer('closing relay', rec, server);
-  server.on('tlsClientError', () => {});
-  server.on('secureConnection', (sock) => {
-    const c = self.recFor(sock);
-    self.sockets.add(sock);
-    sock.on('error', () => {});
-    sock.on('close', () => self.sockets.delete(sock));
-    let buf = Buffer.alloc(0);
-    sock.on('data', (d) => {
-      buf = Buffer.concat([buf, d]);
-      const i = buf.indexOf('\r\n\r\n');
-      if (i < 0 || c.request) return;
-      c.request = buf.subarray(0, i).toString('latin1').split('\r\n')[0];
-      sock.end();
-    });
+  const self = tlsFaultServer('closing relay', certs, (sock, c, head) => {
+    c.request = head.split('\r\n')[0];
+    sock.end();
   });
   return listen(self);
 }
