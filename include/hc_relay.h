@@ -45,10 +45,11 @@ struct hc_relay_conf {
     char *hostname;
     int log_level;
     long max_connections;
-    long handshake_timeout;      /* seconds */
-    long rendezvous_timeout;     /* seconds */
-    long token_grace;            /* seconds */
-    long clock_skew;             /* seconds a token stays valid after se */
+    long handshake_timeout;  /* seconds */
+    long rendezvous_timeout; /* seconds */
+    long token_grace;        /* seconds */
+    long ping_interval;      /* seconds between pings to a listener; 0: none */
+    long clock_skew;         /* seconds a token stays valid after se */
     struct hc_relay_rule *rules; /* namespace level */
     struct hc_relay_hc *hcs;
 };

@@ -49,6 +49,8 @@ struct rconn {
     struct rconn *lnext;
     char lid[130];
     uint64_t token_expiry;
+    uint64_t ping_ms; /* when the last ping went out (or counting began) */
+    int pings_out;    /* pings since the last pong */
     uint8_t *msg;
     size_t msg_len;
     int msg_opcode, msg_fin, msg_skip;
@@ -870,6 +872,8 @@ static void on_control(struct hc_conn *c, int opcode, const uint8_t *data,
     struct rconn *rc = c->data;
     int code = 0;
 
+    if (opcode == WSLAY_PONG)
+        rc->pings_out = 0;
     if (opcode != WSLAY_CONNECTION_CLOSE)
         return;
     if (len >= 2)
@@ -1006,20 +1010,53 @@ static void on_connection(uv_stream_t *server, int status)
                       handshake_timeout);
 }
 
-static void on_tick(uv_timer_t *t)
+/*
+ * Once a second for every listener: close it when its token is past
+ * expiry + clock_skew + token_grace, and ping it every ping_interval.
+ * Returns a listener that left two pings unanswered (a dead path that
+ * dropped the connection silently), for the caller to close, or NULL.
+ */
+static struct rconn *check_listeners(struct hc_relay *r)
 {
-    struct hc_relay *r = t->data;
-    uint64_t now = (uint64_t)time(NULL);
+    uint64_t now = (uint64_t)time(NULL), now_ms = uv_now(r->loop);
+    uint64_t every = (uint64_t)r->conf->ping_interval * 1000;
 
     for (struct hc_rt *rt = r->rts; rt != NULL; rt = rt->next) {
         for (struct rconn *l = rt->listeners; l != NULL; l = l->lnext) {
-            if (!l->c->close_sent && now > l->token_expiry +
-                                               (uint64_t)r->conf->clock_skew +
-                                               (uint64_t)r->conf->token_grace) {
+            if (l->c->close_sent || l->c->closing)
+                continue;
+            if (now > l->token_expiry + (uint64_t)r->conf->clock_skew +
+                          (uint64_t)r->conf->token_grace) {
                 hc_log_info("listener %s: token expired, closing", l->lid);
                 hc_conn_send_close(l->c, 1008, "token expired", 13);
+                continue;
+            }
+            if (every == 0 || l->c->in_tx_frame)
+                continue;
+            if (l->ping_ms == 0) {
+                l->ping_ms = now_ms;
+            } else if (now_ms - l->ping_ms >= every) {
+                if (l->pings_out >= 2)
+                    return l;
+                hc_conn_send_ping(l->c);
+                l->pings_out++;
+                l->ping_ms = now_ms;
             }
         }
+    }
+    return NULL;
+}
+
+static void on_tick(uv_timer_t *t)
+{
+    struct hc_relay *r = t->data;
+    struct rconn *l;
+    int n = 0;
+
+    /* Closing one changes the lists: look again after each. */
+    while ((l = check_listeners(r)) != NULL && n++ < 1000) {
+        hc_log_warn("listener %s: no answer to two pings, closing", l->lid);
+        hc_conn_abort(l->c, UV_ETIMEDOUT, "no answer to pings");
     }
 }
 

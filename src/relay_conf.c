@@ -320,6 +320,11 @@ static void on_key(struct hc_conf_ctx *ctx, const char *section,
                 hc_conf_err(ctx, "clock_skew: seconds, 0 to 3600");
             else
                 conf->clock_skew = n;
+        } else if (strcmp(key, "ping_interval") == 0) {
+            if (hc_conf_long(value, 0, 3600, &n) != 0)
+                hc_conf_err(ctx, "ping_interval: seconds, 0 to 3600");
+            else
+                conf->ping_interval = n;
         } else if (strcmp(key, "token_grace") == 0) {
             if (hc_conf_long(value, 0, 86400, &n) != 0)
                 hc_conf_err(ctx, "token_grace: seconds, 0 to 86400");
@@ -435,6 +440,7 @@ int hc_relay_conf_load(const char *path, struct hc_relay_conf **out,
     conf->handshake_timeout = 10;
     conf->rendezvous_timeout = 30;
     conf->token_grace = 300;
+    conf->ping_interval = 30;
     conf->clock_skew = 60;
     rc = hc_conf_parse(path, NULL, on_key, &ld, errors);
     if (rc != 0 && rc != HC_ECONFIG) {

@@ -5,7 +5,8 @@
 const { test, before, after } = require('node:test');
 const assert = require('node:assert/strict');
 const { startRelay, T, sleep, newKey, withTimeout, sasToken } = require('./lib/relay');
-const { tryWs, describe, RawListener, closeQuietly, waitClose, nextMessage } = require('./lib/wsclient');
+const { tryWs, describe, RawListener, closeQuietly, waitClose, nextMessage, rawWsOpen, FrameReader } = require('./lib/wsclient');
+const { ASAN } = require('./lib/agent');
 const { logCtx, relayEpilogue } = require('./lib/suite');
 
 const GRACE = 2;
@@ -179,3 +180,30 @@ test('a listener that goes away is no longer offered senders (404 no listeners)'
 });
 
 relayEpilogue(() => relay);
+
+test('hcrelay pings its listeners (ping_interval = 1): one that never answers is closed after two unanswered pings, one that answers stays', { timeout: T(40000) }, async () => {
+  const r2 = await startRelay({ relay: { ping_interval: 1 } });
+  try {
+    const token = r2.token(r2.listenUrl('hc'), 'hc/listenOnly');
+    const good = await RawListener.open(r2.listenUrl('hc'), { ca: r2.ca, token }); // ws answers pings
+    const mute = await rawWsOpen(r2, '/$hc/hc?sb-hc-action=listen', { ServiceBusAuthorization: token });
+    const frames = new FrameReader(mute.sock, mute.rest);
+    const t0 = Date.now();
+    await withTimeout(r2.waitForLog(/listener \S+: no answer to two pings, closing/, T(10000)), T(10000), 'relay closes the mute listener');
+    const ms = Date.now() - t0;
+    await frames.waitEnd(T(5000)).catch(() => {});
+    const pings = frames.frames.filter((f) => f.opcode === 0x9).length;
+    assert.ok(pings >= 2, `the mute listener got ${pings} pings`);
+    assert.ok(ms >= 2000 && ms <= 4000 + (ASAN ? 2000 : 0), `closed ${ms} ms after it joined (two pings a second apart, then the check)`);
+    assert.ok(frames.ended, 'the mute listener connection ended');
+    await sleep(2500);
+    assert.equal(good.closed, null, `the answering listener was closed: ${JSON.stringify(good.closed)}${logCtx(r2, 10)}`);
+    assert.equal((r2.stderr().match(/no answer to two pings/g) || []).length, 1, `only the mute listener was closed${logCtx(r2, 10)}`);
+    good.close();
+    const e = await r2.stop(T(10000));
+    assert.equal(r2.sanitizerReport(), null, 'sanitizer report');
+    assert.deepEqual({ code: e.code, signal: e.signal }, { code: 0, signal: null }, `hcrelay exit${logCtx(r2, 10)}`);
+  } finally {
+    await r2.cleanup();
+  }
+});

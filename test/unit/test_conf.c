@@ -1015,6 +1015,7 @@ static void relay_sample_loads(void **state)
     assert_int_equal(conf->handshake_timeout, 10);
     assert_int_equal(conf->rendezvous_timeout, 30);
     assert_int_equal(conf->token_grace, 300);
+    assert_int_equal(conf->ping_interval, 30);
 
     rule = hc_relay_conf_find_rule(conf, "RootManageSharedAccessKey", &hc_name);
     assert_non_null(rule);
@@ -1025,7 +1026,7 @@ static void relay_sample_loads(void **state)
                         "REPLACE-WITH-A-RANDOM-KEY-0000000000000000=");
     assert_string_equal(rule->secondary_key,
                         "REPLACE-WITH-ANOTHER-KEY-000000000000000=");
-    assert_int_equal(rule->line, 32);
+    assert_int_equal(rule->line, 35);
     assert_null(rule->next);
 
     hc = hc_relay_conf_find_hc(conf, "db");
@@ -1036,7 +1037,7 @@ static void relay_sample_loads(void **state)
     assert_string_equal(
         hc->user_metadata,
         "[{\"key\":\"endpoint\",\"value\":\"localhost:6379\"}]");
-    assert_int_equal(hc->line, 39);
+    assert_int_equal(hc->line, 42);
 
     rule = hc_relay_conf_find_rule(conf, "db/defaultListener", &hc_name);
     assert_non_null(rule);
@@ -1498,10 +1499,11 @@ static void relay_error_bad_values(void **state)
                               "handshake_timeout = 3601\n"          /* 8 */
                               "rendezvous_timeout = ten\n"          /* 9 */
                               "token_grace = -1\n"                  /* 10 */
-                              "[hybrid-connection h]\n"             /* 11 */
-                              "requires_client_authorization = 2\n" /* 12 */
-                              "[hybrid-connection i]\n",            /* 13 */
-                              8);
+                              "ping_interval = 3601\n"              /* 11 */
+                              "[hybrid-connection h]\n"             /* 12 */
+                              "requires_client_authorization = 2\n" /* 13 */
+                              "[hybrid-connection i]\n",            /* 14 */
+                              9);
 
     assert_error(errors, t->path, 2,
                  "listen: expected HOST:PORT or [V6]:PORT, got '::1:9443'");
@@ -1511,7 +1513,8 @@ static void relay_error_bad_values(void **state)
     assert_error(errors, t->path, 8, "handshake_timeout");
     assert_error(errors, t->path, 9, "rendezvous_timeout");
     assert_error(errors, t->path, 10, "token_grace");
-    assert_error(errors, t->path, 12, "requires_client_authorization");
+    assert_error(errors, t->path, 11, "ping_interval: seconds, 0 to 3600");
+    assert_error(errors, t->path, 13, "requires_client_authorization");
     /* A bad listen still counts as given: no "listen is missing". */
     assert_null(strstr(errors, "listen is missing"));
     hc_free(errors);
