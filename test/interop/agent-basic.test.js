@@ -7,7 +7,7 @@
 const { test, before, after } = require('node:test');
 const assert = require('node:assert/strict');
 const crypto = require('node:crypto');
-const { startRelay, withTimeout } = require('./lib/relay');
+const { startRelay, hcWithRules, withTimeout } = require('./lib/relay');
 const { relayEpilogue } = require('./lib/suite');
 const { cleanupAll, T, withAgent, withAgents, openSender, streamFromSender, sleep } = require('./lib/agent');
 const { closeAll, Prng, sha256, tcpServer, echoServer, bannerServer, startRedis } = require('./lib/endpoints');
@@ -23,15 +23,9 @@ before(async () => {
     relay: { log_level: 'info' },
     entities: {
       rules: [{ name: 'RootManageSharedAccessKey', rights: 'Manage Listen Send' }],
-      hcs: hcNames.map((name) => ({
-        name,
-        requiresClientAuthorization: true,
-        userMetadata: name === 'meta' ? `[{"key":"endpoint","value":"localhost:${echo.port}"},{"key":"x","value":"y"}]` : undefined,
-        rules: [
-          { name: 'listen', rights: 'Listen' },
-          { name: 'send', rights: 'Send' },
-        ],
-      })),
+      hcs: hcNames.map((name) =>
+        hcWithRules(name, { userMetadata: name === 'meta' ? `[{"key":"endpoint","value":"localhost:${echo.port}"},{"key":"x","value":"y"}]` : undefined }),
+      ),
     },
   });
 }, { timeout: T(30000) });

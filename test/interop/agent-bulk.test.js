@@ -4,7 +4,7 @@
 
 const { test, before, after } = require('node:test');
 const assert = require('node:assert/strict');
-const { startRelay, withTimeout } = require('./lib/relay');
+const { startRelay, listenSendEntities, withTimeout } = require('./lib/relay');
 const { relayEpilogue } = require('./lib/suite');
 const { cleanupAll, T, ASAN, withAgent, openSender, streamFromSender, sleep } = require('./lib/agent');
 const { closeAll, Prng, hashServer, slowReader, tcpServer } = require('./lib/endpoints');
@@ -18,16 +18,7 @@ let relay;
 before(async () => {
   relay = await startRelay({
     relay: { log_level: 'info' },
-    entities: {
-      rules: [{ name: 'RootManageSharedAccessKey', rights: 'Manage Listen Send' }],
-      hcs: ['bulk', 'slow'].map((name) => ({
-        name,
-        rules: [
-          { name: 'listen', rights: 'Listen' },
-          { name: 'send', rights: 'Send' },
-        ],
-      })),
-    },
+    entities: listenSendEntities(['bulk', 'slow']),
   });
 }, { timeout: T(30000) });
 

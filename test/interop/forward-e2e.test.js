@@ -11,7 +11,7 @@ const assert = require('node:assert/strict');
 const fs = require('node:fs');
 const http = require('node:http');
 const path = require('node:path');
-const { startRelay, freePort, mkTempDir, rmTempDir, sleep } = require('./lib/relay');
+const { startRelay, listenSendEntities, freePort, mkTempDir, rmTempDir, sleep } = require('./lib/relay');
 const { relayEpilogue } = require('./lib/suite');
 const { cleanupAll, T } = require('./lib/agent');
 const { closeAll, Prng, sha256, echoServer, startRedis } = require('./lib/endpoints');
@@ -29,17 +29,7 @@ before(async () => {
   echo = await echoServer();
   relay = await startRelay({
     relay: { log_level: 'info' },
-    entities: {
-      rules: [{ name: 'RootManageSharedAccessKey', rights: 'Manage Listen Send' }],
-      hcs: hcNames.map((name) => ({
-        name,
-        requiresClientAuthorization: true,
-        rules: [
-          { name: 'listen', rights: 'Listen' },
-          { name: 'send', rights: 'Send' },
-        ],
-      })),
-    },
+    entities: listenSendEntities(hcNames),
   });
 }, { timeout: T(30000) });
 

@@ -9,7 +9,7 @@ const { test, before, after } = require('node:test');
 const assert = require('node:assert/strict');
 const crypto = require('node:crypto');
 const net = require('node:net');
-const { startRelay, freePort, withTimeout, sleep } = require('./lib/relay');
+const { startRelay, listenSendEntities, freePort, withTimeout, sleep } = require('./lib/relay');
 const { relayEpilogue } = require('./lib/suite');
 const { cleanupAll, T, ASAN } = require('./lib/agent');
 const { closeAll, Prng, echoServer, hashServer } = require('./lib/endpoints');
@@ -23,17 +23,7 @@ before(async () => {
   echo = await echoServer();
   relay = await startRelay({
     relay: { log_level: 'info' },
-    entities: {
-      rules: [{ name: 'RootManageSharedAccessKey', rights: 'Manage Listen Send' }],
-      hcs: ['echo', 'nolis', 'down', 'bulk'].map((name) => ({
-        name,
-        requiresClientAuthorization: true,
-        rules: [
-          { name: 'listen', rights: 'Listen' },
-          { name: 'send', rights: 'Send' },
-        ],
-      })),
-    },
+    entities: listenSendEntities(['echo', 'nolis', 'down', 'bulk']),
   });
 }, { timeout: T(30000) });
 

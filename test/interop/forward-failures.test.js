@@ -11,7 +11,7 @@ const assert = require('node:assert/strict');
 const fs = require('node:fs');
 const net = require('node:net');
 const path = require('node:path');
-const { startRelay, freePort, mkTempDir, rmTempDir, newKey, withTimeout, sleep } = require('./lib/relay');
+const { startRelay, listenSendEntities, freePort, mkTempDir, rmTempDir, newKey, withTimeout, sleep } = require('./lib/relay');
 const { relayEpilogue } = require('./lib/suite');
 const { cleanupAll, T, connectionString } = require('./lib/agent');
 const { closeAll, echoServer } = require('./lib/endpoints');
@@ -30,17 +30,7 @@ before(async () => {
   echo = await echoServer();
   relay = await startRelay({
     relay: { log_level: 'info' },
-    entities: {
-      rules: [{ name: 'RootManageSharedAccessKey', rights: 'Manage Listen Send' }],
-      hcs: ['nolis', 'guarded', 'picky', 'drain'].map((name) => ({
-        name,
-        requiresClientAuthorization: true,
-        rules: [
-          { name: 'listen', rights: 'Listen' },
-          { name: 'send', rights: 'Send' },
-        ],
-      })),
-    },
+    entities: listenSendEntities(['nolis', 'guarded', 'picky', 'drain']),
   });
 }, { timeout: T(30000) });
 

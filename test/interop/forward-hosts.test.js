@@ -10,7 +10,7 @@ const { test, before, after } = require('node:test');
 const assert = require('node:assert/strict');
 const fs = require('node:fs');
 const path = require('node:path');
-const { startRelay, freePort, mkTempDir, rmTempDir, withTimeout } = require('./lib/relay');
+const { startRelay, listenSendEntities, freePort, mkTempDir, rmTempDir, withTimeout } = require('./lib/relay');
 const { relayEpilogue } = require('./lib/suite');
 const { cleanupAll, T } = require('./lib/agent');
 const { closeAll, Prng, echoServer } = require('./lib/endpoints');
@@ -24,17 +24,7 @@ before(async () => {
   echo = await echoServer();
   relay = await startRelay({
     relay: { log_level: 'info' },
-    entities: {
-      rules: [{ name: 'RootManageSharedAccessKey', rights: 'Manage Listen Send' }],
-      hcs: ['db', 'cache'].map((name) => ({
-        name,
-        requiresClientAuthorization: true,
-        rules: [
-          { name: 'listen', rights: 'Listen' },
-          { name: 'send', rights: 'Send' },
-        ],
-      })),
-    },
+    entities: listenSendEntities(['db', 'cache']),
   });
 }, { timeout: T(30000) });
 

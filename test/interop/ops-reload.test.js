@@ -12,7 +12,7 @@
 const { test, after } = require('node:test');
 const assert = require('node:assert/strict');
 const fs = require('node:fs');
-const { freePort, withTimeout } = require('./lib/relay');
+const { freePort, withTimeout, hcWithRules } = require('./lib/relay');
 const { cleanupAll, T, openSender, sleep } = require('./lib/agent');
 const { closeAll, echoServer } = require('./lib/endpoints');
 const { withFwdAgents, tcpEcho, tcpWatchClose } = require('./lib/forward');
@@ -24,13 +24,7 @@ after(async () => {
   await killAllProcs();
 });
 
-const hcEntity = (name) => ({
-  name,
-  rules: [
-    { name: 'listen', rights: 'Listen' },
-    { name: 'send', rights: 'Send' },
-  ],
-});
+const hcEntity = (name) => hcWithRules(name);
 
 const relayLines = (relay, re, from = 0) => relay.stderr().slice(from).split('\n').filter((l) => re.test(l));
 

@@ -17,7 +17,7 @@ const { test, after } = require('node:test');
 const assert = require('node:assert/strict');
 const fs = require('node:fs');
 const net = require('node:net');
-const { startRelay, freePort, sleep } = require('../interop/lib/relay');
+const { startRelay, listenSendEntities, freePort, sleep } = require('../interop/lib/relay');
 const { cleanupAll, T, ASAN } = require('../interop/lib/agent');
 const { closeAll, Prng, echoServer } = require('../interop/lib/endpoints');
 const { FwdAgent, tcpEcho } = require('../interop/lib/forward');
@@ -146,10 +146,7 @@ test(`soak: ${SECONDS} s of mixed load through forward -> hcrelay -> listener ->
   echo = await echoServer();
   relay = await startRelay({
     relay: { log_level: 'info' },
-    entities: {
-      rules: [{ name: 'RootManageSharedAccessKey', rights: 'Manage Listen Send' }],
-      hcs: [{ name: 'soak', rules: [{ name: 'listen', rights: 'Listen' }, { name: 'send', rights: 'Send' }] }],
-    },
+    entities: listenSendEntities(['soak']),
   });
   listener = new FwdAgent({ relay, name: 'hcmd-listener', connections: [{ name: 'soak', hc: 'soak', rule: 'soak/listen', endpoint: `127.0.0.1:${echo.port}` }] });
   await listener.start();

@@ -254,12 +254,13 @@ class Agent {
 // Starts the agents, runs body(...agents), then stops them. A failing body
 // keeps its error (the agents' log tails are appended); a passing body
 // fails if an agent did not exit 0 on SIGTERM or printed a sanitizer report.
-async function withAgents(optsList, body) {
+// Cls: the agent class (lib/forward.js passes FwdAgent).
+async function withAgents(optsList, body, Cls = Agent) {
   const agents = [];
   let err = null;
   try {
     for (const o of optsList) {
-      const a = new Agent(o);
+      const a = new Cls(o);
       agents.push(a);
       await a.start(o.start || {});
     }

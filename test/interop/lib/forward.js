@@ -98,30 +98,8 @@ class FwdAgent extends Agent {
 // withAgents() from lib/agent.js, for FwdAgents: starts them in order, runs
 // body(...agents), stops them; a passing body fails if an agent did not
 // exit 0 on SIGTERM or printed a sanitizer report.
-async function withFwdAgents(optsList, body) {
-  const agents = [];
-  let err = null;
-  try {
-    for (const o of optsList) {
-      const a = new FwdAgent(o);
-      agents.push(a);
-      await a.start(o.start || {});
-    }
-    await body(...agents);
-  } catch (e) {
-    err = e;
-  }
-  const problems = [];
-  for (const a of agents) problems.push(...(await a.stopAndCheck()));
-  const ctx = agents.map((a) => `\n--- ${a.name} stderr (last 40 lines) ---\n${a.tail(40)}`).join('');
-  for (const a of agents) if (a.ownDir) rmTempDir(a.dir);
-  if (err) {
-    try {
-      err.message += (problems.length ? `\n[teardown] ${problems.join('\n[teardown] ')}` : '') + ctx;
-    } catch {}
-    throw err;
-  }
-  if (problems.length) throw new Error(`unclean agent shutdown:\n${problems.join('\n')}${ctx}`);
+function withFwdAgents(optsList, body) {
+  return agentLib.withAgents(optsList, body, FwdAgent);
 }
 
 // ------------------------------------------------------------ clients ------

@@ -113,6 +113,25 @@ function newKey() {
   return k;
 }
 
+// A hybrid connection with the rules "listen" (Listen) and "send" (Send);
+// `extra` is merged in (userMetadata, requiresClientAuthorization...).
+function hcWithRules(name, extra = {}) {
+  return {
+    name,
+    rules: [
+      { name: 'listen', rights: 'Listen' },
+      { name: 'send', rights: 'Send' },
+    ],
+    ...extra,
+  };
+}
+
+// RootManageSharedAccessKey on the namespace, and hcWithRules(name) for
+// each name.
+function listenSendEntities(names) {
+  return { rules: [{ name: 'RootManageSharedAccessKey', rights: 'Manage Listen Send' }], hcs: names.map((n) => hcWithRules(n)) };
+}
+
 // The standard fixture used by most test files.
 //   namespace rules: RootManageSharedAccessKey (Manage Listen Send),
 //                    nsListen (Listen), nsSend (Send)
@@ -419,6 +438,8 @@ function dotnetToken(relay, hcPath, rule, key, opts) {
 }
 
 module.exports = {
+  hcWithRules,
+  listenSendEntities,
   HCRELAY,
   INTEROP_DIR,
   SLOW,
