@@ -507,96 +507,86 @@ static void chain_oom_sweep(void **state)
 
 /* --------------------------------------------------- smaller sweeps -- */
 
+/*
+ * Load relay.ini (relay) or hcm.ini with the (i+1)-th allocation failing:
+ * 1 when it loaded, 0 after a clean error.
+ */
+static int conf_run(int relay, long i)
+{
+    struct hc_relay_conf *rconf = NULL;
+    struct hc_agent_conf *aconf = NULL;
+    char *errors = NULL;
+    long used;
+    int rc;
+
+    hc_mem_fail_after(i);
+    rc = relay ? hc_relay_conf_load(relay_ini, &rconf, &errors)
+               : hc_agent_conf_load(agent_ini, &aconf, &errors);
+    used = hc_mem_fail_after(-1);
+    hc_relay_conf_free(rconf);
+    hc_agent_conf_free(aconf);
+    hc_free(errors);
+    if (rc != 0) {
+        assert_true(rc == UV_ENOMEM || rc == HC_ECONFIG);
+        assert_true(i < used);
+    }
+    return rc == 0;
+}
+
 static void conf_loaders_oom(void **state)
 {
-    long i, used;
-    int rc, ok_relay = 0, ok_agent = 0;
-    char *errors;
+    int relay_ok = 0, agent_ok = 0;
 
     write_configs(9443, 16379, 6379);
-    for (i = 0; i < 2000 && !(ok_relay && ok_agent); i++) {
-        struct hc_relay_conf *rc_out = NULL;
-        struct hc_agent_conf *ac_out = NULL;
-
-        if (!ok_relay) {
-            errors = NULL;
-            hc_mem_fail_after(i);
-            rc = hc_relay_conf_load(relay_ini, &rc_out, &errors);
-            used = hc_mem_fail_after(-1);
-            if (rc == 0) {
-                ok_relay = 1;
-                hc_relay_conf_free(rc_out);
-            } else {
-                assert_true(rc == UV_ENOMEM || rc == HC_ECONFIG);
-                assert_true(i < used);
-            }
-            hc_free(errors);
-        }
-        if (!ok_agent) {
-            errors = NULL;
-            hc_mem_fail_after(i);
-            rc = hc_agent_conf_load(agent_ini, &ac_out, &errors);
-            used = hc_mem_fail_after(-1);
-            if (rc == 0) {
-                ok_agent = 1;
-                hc_agent_conf_free(ac_out);
-            } else {
-                assert_true(rc == UV_ENOMEM || rc == HC_ECONFIG);
-                assert_true(i < used);
-            }
-            hc_free(errors);
-        }
+    for (long i = 0; i < 2000 && !(relay_ok && agent_ok); i++) {
+        if (!relay_ok)
+            relay_ok = conf_run(1, i);
+        if (!agent_ok)
+            agent_ok = conf_run(0, i);
     }
-    assert_true(ok_relay && ok_agent);
+    assert_true(relay_ok && agent_ok);
+}
+
+/*
+ * A TLS configuration (server or client) and one connection state on it,
+ * with the (i+1)-th allocation failing: 1 when all of it worked, 0 after a
+ * clean error.
+ */
+static int tls_run(int server, long i)
+{
+    struct hc_tls_conf *c = NULL;
+    struct hc_tls t;
+    char err[256] = "";
+    long used;
+    int rc;
+
+    hc_mem_fail_after(i);
+    rc = server ? hc_tls_conf_server(&c, CERT, key_path, err, sizeof(err))
+                : hc_tls_conf_client(&c, CERT, 1, err, sizeof(err));
+    if (rc == 0) {
+        rc = hc_tls_init(&t, c, server ? NULL : "localhost");
+        if (rc == 0)
+            hc_tls_free(&t);
+    }
+    used = hc_mem_fail_after(-1);
+    if (c != NULL)
+        hc_tls_conf_free(c);
+    if (rc != 0)
+        assert_true((rc == UV_ENOMEM || err[0] != '\0') && i < used);
+    return rc == 0;
 }
 
 static void tls_conf_oom(void **state)
 {
-    long i, used;
-    char err[256];
-    int rc, done = 0;
+    int server_ok = 0, client_ok = 0;
 
-    for (i = 0; i < 1000 && done != 3; i++) {
-        struct hc_tls_conf *c = NULL;
-        struct hc_tls t;
-
-        if (!(done & 1)) {
-            err[0] = '\0';
-            hc_mem_fail_after(i);
-            rc = hc_tls_conf_server(&c, CERT, key_path, err, sizeof(err));
-            if (rc == 0) {
-                rc = hc_tls_init(&t, c, NULL);
-                if (rc == 0)
-                    hc_tls_free(&t);
-            }
-            used = hc_mem_fail_after(-1);
-            if (c != NULL)
-                hc_tls_conf_free(c);
-            c = NULL;
-            if (rc == 0)
-                done |= 1;
-            else
-                assert_true((rc == UV_ENOMEM || err[0] != '\0') && i < used);
-        }
-        if (!(done & 2)) {
-            err[0] = '\0';
-            hc_mem_fail_after(i);
-            rc = hc_tls_conf_client(&c, CERT, 1, err, sizeof(err));
-            if (rc == 0) {
-                rc = hc_tls_init(&t, c, "localhost");
-                if (rc == 0)
-                    hc_tls_free(&t);
-            }
-            used = hc_mem_fail_after(-1);
-            if (c != NULL)
-                hc_tls_conf_free(c);
-            if (rc == 0)
-                done |= 2;
-            else
-                assert_true((rc == UV_ENOMEM || err[0] != '\0') && i < used);
-        }
+    for (long i = 0; i < 1000 && !(server_ok && client_ok); i++) {
+        if (!server_ok)
+            server_ok = tls_run(1, i);
+        if (!client_ok)
+            client_ok = tls_run(0, i);
     }
-    assert_int_equal(done, 3);
+    assert_true(server_ok && client_ok);
 }
 
 int main(void)
